@@ -1,0 +1,47 @@
+# nmfuse: `make mount` serves /dev/netmap, `make test` runs every test.
+PY ?= python3
+CC ?= cc
+CFLAGS ?= -O2 -g -Wall -Wextra
+MOUNTPOINT ?= /dev/netmap
+ABI_H := nmfuse/netmap/netmap_abi.h
+
+CLIENT_SRCS := $(wildcard clients/*.c)
+CLIENTS := $(patsubst clients/%.c,clients/bin/%,$(CLIENT_SRCS))
+BENCH_SRCS := $(wildcard bench/*.c)
+BENCH_BINS := $(patsubst bench/%.c,bench/bin/%,$(BENCH_SRCS))
+
+.PHONY: all install clients bench-bins test unit mount bench clean
+
+all: install clients
+
+# Installs the package (and builds the C helper) once per change of the
+# build inputs; pip needs network access to PyPI the first time.
+install: .installed
+.installed: pyproject.toml setup.py nmfuse/helper_build.py nmfuse/csrc/helper.c nmfuse/csrc/helper.h $(ABI_H)
+	$(PY) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -e '.[test]'
+	touch $@
+
+clients: $(CLIENTS)
+clients/bin/%: clients/%.c $(wildcard clients/*.h) $(ABI_H)
+	@mkdir -p clients/bin
+	$(CC) $(CFLAGS) -Inmfuse/netmap -Iclients -o $@ $< -lpthread
+
+bench-bins: $(BENCH_BINS)
+bench/bin/%: bench/%.c $(ABI_H)
+	@mkdir -p bench/bin
+	$(CC) $(CFLAGS) -Inmfuse/netmap -Iclients -o $@ $< -lpthread
+
+test: install clients
+	$(PY) -m pytest -ra
+
+unit: install
+	$(PY) -m pytest -ra -m "not needs_fuse and not needs_root"
+
+mount: install
+	$(PY) -m nmfuse mount $(MOUNTPOINT)
+
+bench: install clients bench-bins
+	$(PY) bench/run.py
+
+clean:
+	rm -rf clients/bin bench/bin build .installed nmfuse/_helper.*

@@ -1,0 +1,3 @@
+from nmfuse.cli import main
+
+raise SystemExit(main())
