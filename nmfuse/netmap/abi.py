@@ -1,41 +1,19 @@
-"""The netmap ABI for Python: one cffi view of ``netmap_abi.h``.
+"""The netmap ABI for Python: constants as enums over ``netmap_abi.h``.
 
 The header next to this file is the only place a netmap struct or constant
-is declared; cffi reads it here (the C helper and the C clients include it).
-cffi's cdef knows no preprocessor, so the guard and include lines are
-dropped and only ``#define NAME <integer>`` lines are kept.
+is declared.  Its cdef lives in the compiled C helper (``nmfuse._helper``),
+so the daemon, the tests and the C loops share one ``ffi`` and one set of
+struct types.
 """
 
 import enum
-import re
-from pathlib import Path
 
-import cffi
+from nmfuse._helper import ffi, lib
 
-HEADER = Path(__file__).with_name("netmap_abi.h")
-
-_INT_DEFINE = re.compile(r"#define\s+\w+\s+(0x[0-9a-fA-F]+|\d+)\s*$")
-
-
-def cdef_source(text: str | None = None) -> str:
-    """The header's text as cffi's cdef accepts it."""
-    text = HEADER.read_text() if text is None else text
-    kept = []
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("#") and not _INT_DEFINE.match(stripped):
-            continue
-        kept.append(line)
-    return "\n".join(kept)
-
-
-ffi = cffi.FFI()
-ffi.cdef(cdef_source())
-_consts = ffi.dlopen(None)
 
 
 def _const(name: str) -> int:
-    return getattr(_consts, name)
+    return getattr(lib, name)
 
 
 # netmap_abi.h: API versions, sizes

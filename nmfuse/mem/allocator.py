@@ -1,0 +1,297 @@
+"""netmap's memory layout in one region: netmap_if, ring and buffer pools.
+
+    offset 0                if_pool_offset = 0
+    +---------------------+
+    | netmap_if objects   |  if_num  x if_size
+    +---------------------+ ring_pool_offset
+    | netmap_ring objects |  ring_num x ring_size (a ring and its slots)
+    +---------------------+ buf_pool_offset
+    | buffers             |  buf_num  x buf_size; 0 and 1 never handed out
+    +---------------------+ memsize
+
+Clients locate everything from offsets: nr_offset gives their netmap_if,
+ring_ofs[] their rings (relative to the netmap_if), and each ring's buf_ofs
+the buffer pool (relative to the ring).
+
+Buffer ownership is the hard part, because clients move buffer indexes
+between slots, rings and the extra-buffer lists themselves (zero-copy).
+The pool only remembers which indexes are *in use*; ``release`` ignores an
+index that is invalid or already free, so a client that duplicated an index
+can never make the pool hand a buffer out twice.
+"""
+
+import errno
+from dataclasses import dataclass
+
+from nmfuse.mem.region import Region
+from nmfuse.netmap.abi import ffi, lib
+
+PAGE = 4096
+RESERVED_BUFS = 2  # netmap never hands out buffers 0 and 1
+
+
+def _oserror(code: int, what: str) -> OSError:
+    return OSError(code, f"{what}: {errno.errorcode[code]}")
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """Pool geometry; the defaults are netmap's global allocator's."""
+
+    if_num: int = 100
+    if_size: int = 1024
+    ring_num: int = 200
+    ring_size: int = 9 * PAGE
+    buf_num: int = 163840
+    buf_size: int = 2048
+
+    def validate(self) -> None:
+        """Raises ValueError for a geometry netmap could not serve."""
+        for name in ("if_num", "ring_num", "buf_num", "if_size", "ring_size", "buf_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.if_size < 64 or self.if_size % 8:
+            raise ValueError("if_size must be a multiple of 8, at least 64")
+        if self.ring_size < 256 + 16 or self.ring_size % 128:
+            raise ValueError("ring_size must be a multiple of 128 with room for a slot")
+        if self.buf_size < 64 or self.buf_size % 64 or self.buf_size > 65535:
+            raise ValueError("buf_size must be a multiple of 64 in 64..65535")
+        if self.buf_num <= RESERVED_BUFS:
+            raise ValueError("buf_num must exceed the two reserved buffers")
+
+
+@dataclass(frozen=True)
+class PoolsInfo:
+    """What NETMAP_REQ_POOLS_INFO_GET reports."""
+
+    memsize: int
+    mem_id: int
+    if_pool_offset: int
+    if_pool_objtotal: int
+    if_pool_objsize: int
+    ring_pool_offset: int
+    ring_pool_objtotal: int
+    ring_pool_objsize: int
+    buf_pool_offset: int
+    buf_pool_objtotal: int
+    buf_pool_objsize: int
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    total: int
+    used: int
+
+    @property
+    def free(self) -> int:
+        return self.total - self.used
+
+
+class ObjectPool:
+    """Fixed-size objects handed out by offset in the region."""
+
+    def __init__(self, offset: int, objsize: int, objtotal: int, what: str):
+        self.offset, self.objsize, self.objtotal, self.what = offset, objsize, objtotal, what
+        self._free = list(range(objtotal - 1, -1, -1))  # pop() gives the lowest first
+        self._used: set[int] = set()
+
+    def alloc(self) -> int:
+        """Offset of a fresh object.  Raises OSError(ENOMEM) when exhausted."""
+        if not self._free:
+            raise _oserror(errno.ENOMEM, f"{self.what} pool exhausted")
+        i = self._free.pop()
+        self._used.add(i)
+        return self.offset + i * self.objsize
+
+    def free(self, offset: int) -> None:
+        i = (offset - self.offset) // self.objsize
+        if i in self._used:
+            self._used.remove(i)
+            self._free.append(i)
+
+    def stats(self) -> PoolStats:
+        return PoolStats(self.objtotal, len(self._used))
+
+
+class BufferPool:
+    """Buffers by index, kept by the C helper; 0 and 1 are reserved."""
+
+    def __init__(self, offset: int, objsize: int, objtotal: int):
+        self.offset, self.objsize, self.objtotal = offset, objsize, objtotal
+        self._in_use = ffi.new("uint8_t[]", objtotal)
+        self._stack = ffi.new("uint32_t[]", objtotal)
+        self._pool = ffi.new("struct nmh_bufpool *", {
+            "objtotal": objtotal, "in_use": self._in_use, "free_stack": self._stack})
+        lib.nmh_pool_init(self._pool)
+        self.ignored_frees = 0  # invalid or already-free indexes passed to release()
+
+    def valid(self, index: int) -> bool:
+        return RESERVED_BUFS <= index < self.objtotal
+
+    def in_use(self, index: int) -> bool:
+        return self.valid(index) and bool(self._in_use[index])
+
+    def alloc(self, n: int):
+        """``n`` buffer indexes as a ``uint32_t[]``, all or nothing.
+
+        Raises:
+            OSError(ENOMEM): fewer than ``n`` buffers are free.
+        """
+        out = ffi.new("uint32_t[]", max(n, 1))
+        if lib.nmh_pool_alloc(self._pool, n, out) < 0:
+            raise _oserror(errno.ENOMEM, "buffer pool exhausted")
+        return out
+
+    def release(self, indexes, n: int | None = None) -> None:
+        """Return buffers; invalid and already-free indexes are skipped."""
+        if not isinstance(indexes, ffi.CData):
+            indexes = ffi.new("uint32_t[]", list(indexes))
+        n = len(indexes) if n is None else n
+        self.ignored_frees += lib.nmh_pool_release(self._pool, indexes, n)
+
+    def rebuild(self, marks) -> None:
+        """Make ``marks`` (uint8_t[objtotal]) the in-use set."""
+        lib.nmh_pool_rebuild(self._pool, marks)
+
+    def free_count(self) -> int:
+        return self._pool.nfree
+
+    def stats(self) -> PoolStats:
+        usable = self.objtotal - RESERVED_BUFS
+        return PoolStats(usable, usable - self._pool.nfree)
+
+
+class MemoryAllocator:
+    """The one memory region of the daemon (netmap mem_id 1) and its pools.
+
+    Raises:
+        ValueError: the configuration is unusable.
+        OSError: the region could not be created.
+    """
+
+    mem_id = 1
+
+    def __init__(self, config: PoolConfig = PoolConfig()):
+        config.validate()
+        self.config = config
+        if_bytes = config.if_num * config.if_size
+        ring_offset = _round_up(if_bytes, PAGE)
+        buf_offset = _round_up(ring_offset + config.ring_num * config.ring_size, PAGE)
+        self.memsize = buf_offset + config.buf_num * config.buf_size
+        self.region = Region(self.memsize)
+        self.ifs = ObjectPool(0, config.if_size, config.if_num, "netmap_if")
+        self.rings = ObjectPool(ring_offset, config.ring_size, config.ring_num, "ring")
+        self.bufs = BufferPool(buf_offset, config.buf_size, config.buf_num)
+        self._live_rings: dict[int, int] = {}   # ring offset -> num_slots
+        self._live_lists: set[int] = set()      # netmap_if offsets owning extra buffers
+
+    @property
+    def buf_size(self) -> int:
+        return self.bufs.objsize
+
+    def buffer(self, index: int) -> memoryview:
+        """The bytes of buffer ``index`` (a view into the region)."""
+        return self.region.view(self.bufs.offset + index * self.bufs.objsize, self.bufs.objsize)
+
+    def pools_info(self) -> PoolsInfo:
+        return PoolsInfo(
+            memsize=self.memsize, mem_id=self.mem_id,
+            if_pool_offset=self.ifs.offset, if_pool_objtotal=self.ifs.objtotal,
+            if_pool_objsize=self.ifs.objsize,
+            ring_pool_offset=self.rings.offset, ring_pool_objtotal=self.rings.objtotal,
+            ring_pool_objsize=self.rings.objsize,
+            buf_pool_offset=self.bufs.offset, buf_pool_objtotal=self.bufs.objtotal,
+            buf_pool_objsize=self.bufs.objsize,
+        )
+
+    # -- extra buffers: a list linked through the first u32 of each buffer --
+
+    def extra_alloc(self, count: int) -> tuple[int, int]:
+        """Allocate up to ``count`` extra buffers as a linked list.
+
+        Returns (head index, how many were allocated); like netmap, running
+        short is not an error: fewer buffers come back.
+        """
+        n = min(count, self.bufs.free_count())
+        got = self.bufs.alloc(n)
+        link = self.region.ptr("uint32_t *", 0)
+        stride = self.bufs.objsize // 4
+        base = self.bufs.offset // 4
+        for k in range(n):
+            link[base + got[k] * stride] = got[k + 1] if k + 1 < n else 0
+        return (got[0] if n else 0), n
+
+    def extra_walk(self, head: int, limit: int) -> list[int]:
+        """Indexes on the list at ``head``, stopping at 0, an invalid or
+        repeated index, or ``limit`` entries (the list is client-writable)."""
+        link = self.region.ptr("uint32_t *", 0)
+        stride, base = self.bufs.objsize // 4, self.bufs.offset // 4
+        seen: list[int] = []
+        visited: set[int] = set()
+        i = head
+        while i and len(seen) < limit and self.bufs.valid(i) and i not in visited:
+            visited.add(i)
+            seen.append(i)
+            i = link[base + i * stride]
+        return seen
+
+    # -- ownership: what live rings and lists hold is in use, nothing else --
+
+    def ring_alloc(self, num_slots: int) -> int:
+        """A ring object for ``num_slots`` slots, recorded as live.
+
+        Raises:
+            OSError(ENOMEM): the ring does not fit an object, or none is free.
+        """
+        if ring_bytes(num_slots) > self.rings.objsize:
+            raise _oserror(errno.ENOMEM, f"{num_slots} slots do not fit a ring object")
+        offset = self.rings.alloc()
+        self._live_rings[offset] = num_slots
+        return offset
+
+    def ring_free(self, offset: int) -> None:
+        """Forget a ring; its buffers go back at the next ``sweep``."""
+        self._live_rings.pop(offset, None)
+        self.rings.free(offset)
+
+    def list_hold(self, nifp_offset: int) -> None:
+        """The netmap_if at ``nifp_offset`` owns the list at its ni_bufs_head."""
+        self._live_lists.add(nifp_offset)
+
+    def list_drop(self, nifp_offset: int) -> None:
+        self._live_lists.discard(nifp_offset)
+
+    def sweep(self) -> None:
+        """Recompute the in-use buffers from what the live rings and extra
+        lists hold now (slots as the clients left them), freeing the rest.
+
+        This is how buffers of a closed port return to the pool.  Because it
+        marks from *every* live holder, an index a client duplicated into a
+        ring that goes away stays in use while another ring still holds it:
+        the pool never hands out a buffer twice.
+        """
+        total = self.bufs.objtotal
+        marks = ffi.new("uint8_t[]", total)
+        for offset, num_slots in self._live_rings.items():
+            ring = self.region.ptr("struct netmap_ring *", offset)
+            lib.nmh_mark_slots(ring.slot, num_slots, marks, total)
+        bufbase = self.region.base + self.bufs.offset
+        for nifp_offset in self._live_lists:
+            nifp = self.region.ptr("struct netmap_if *", nifp_offset)
+            lib.nmh_mark_list(bufbase, self.bufs.objsize, nifp.ni_bufs_head, marks, total, total)
+        self.bufs.rebuild(marks)
+
+    def statistics(self) -> dict[str, PoolStats]:
+        return {"if": self.ifs.stats(), "ring": self.rings.stats(), "buf": self.bufs.stats()}
+
+    def close(self) -> None:
+        self.region.close()
+
+
+def ring_bytes(num_slots: int) -> int:
+    """Bytes of a netmap_ring with ``num_slots`` slots."""
+    return ffi.sizeof("struct netmap_ring") + num_slots * ffi.sizeof("struct netmap_slot")
+
+
+def _round_up(n: int, align: int) -> int:
+    return (n + align - 1) // align * align
