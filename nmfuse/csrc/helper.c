@@ -101,3 +101,50 @@ void nmh_slots_bufs(const struct netmap_slot *slot, uint32_t n, uint32_t *out)
     for (uint32_t i = 0; i < n; i++)
         out[i] = slot[i].buf_idx;
 }
+
+int64_t nmh_slots_check(const struct netmap_slot *slot, uint32_t n, uint32_t from, uint32_t count,
+                        uint32_t objtotal, uint32_t bufsize)
+{
+    uint32_t k = from;
+
+    for (uint32_t i = 0; i < count; i++) {
+        const struct netmap_slot *s = &slot[k];
+        if (s->buf_idx < NMH_RESERVED || s->buf_idx >= objtotal || s->len > bufsize)
+            return k;
+        if (++k == n)
+            k = 0;
+    }
+    return -1;
+}
+
+uint32_t nmh_pipe_forward(struct netmap_slot *tx, struct netmap_slot *rx, uint32_t n,
+                          uint32_t from, uint32_t count, uint64_t rx_offset_mask)
+{
+    uint32_t k = from, complete_end = n;
+
+    for (uint32_t i = 0; i < count; i++) {
+        uint64_t off = rx[k].ptr & rx_offset_mask;
+        rx[k] = tx[k];
+        if ((rx[k].ptr & rx_offset_mask) < off)
+            rx[k].ptr = (rx[k].ptr & ~rx_offset_mask) | off;
+        tx[k].flags &= ~NS_BUF_CHANGED;
+        if (++k == n)
+            k = 0;
+        if (!(tx[k == 0 ? n - 1 : k - 1].flags & NS_MOREFRAG))
+            complete_end = k;
+    }
+    return complete_end;
+}
+
+void nmh_pipe_release(struct netmap_slot *rx, struct netmap_slot *tx, uint32_t n,
+                      uint32_t from, uint32_t count)
+{
+    uint32_t k = from;
+
+    for (uint32_t i = 0; i < count; i++) {
+        tx[k] = rx[k];
+        rx[k].flags &= ~NS_BUF_CHANGED;
+        if (++k == n)
+            k = 0;
+    }
+}

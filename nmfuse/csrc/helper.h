@@ -39,3 +39,21 @@ void nmh_slots_fill(struct netmap_slot *slot, uint32_t n, const uint32_t *bufs, 
 
 /* Copy the buffer indexes of slots [0, n) to out[0..n). */
 void nmh_slots_bufs(const struct netmap_slot *slot, uint32_t n, uint32_t *out);
+
+/* Check slots [from, from+count) (modulo n): every buffer index valid and
+ * not reserved, every length within bufsize.  Returns the first bad slot,
+ * or -1 if all are good. */
+int64_t nmh_slots_check(const struct netmap_slot *slot, uint32_t n, uint32_t from, uint32_t count,
+                        uint32_t objtotal, uint32_t bufsize);
+
+/* Pipe transmit: copy slots [from, from+count) of tx to the same slots of
+ * rx (the buffer index moves, the bytes do not), keeping an rx offset that
+ * is larger than the tx one, clearing NS_BUF_CHANGED on tx.  Returns the
+ * slot after the last complete frame (no NS_MOREFRAG), or n if none. */
+uint32_t nmh_pipe_forward(struct netmap_slot *tx, struct netmap_slot *rx, uint32_t n,
+                          uint32_t from, uint32_t count, uint64_t rx_offset_mask);
+
+/* Pipe release: copy slots [from, from+count) of rx back to tx (returning
+ * the buffers the receiver holds now), clearing NS_BUF_CHANGED on rx. */
+void nmh_pipe_release(struct netmap_slot *rx, struct netmap_slot *tx, uint32_t n,
+                      uint32_t from, uint32_t count);

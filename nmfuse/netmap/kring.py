@@ -41,7 +41,7 @@ class Kring:
         "adapter", "direction", "index", "host", "num_slots", "name",
         "ring", "ring_offset", "hwcur", "hwtail", "rhead", "rcur", "rtail",
         "users", "exclusive", "need_ring", "offset_mask", "offset_max", "offset_gap",
-        "waiters", "peer", "stats_packets", "stats_bytes", "stats_drops", "stats_errors",
+        "waiters", "peer", "pipe_tail", "stats_packets", "stats_bytes", "stats_drops", "stats_errors",
         "__weakref__",
     )
 
@@ -60,6 +60,7 @@ class Kring:
         self.offset_mask = self.offset_max = self.offset_gap = 0
         self.waiters: set[int] = set()  # FUSE poll handles to wake
         self.peer = None
+        self.pipe_tail = 0
         self.stats_packets = self.stats_bytes = self.stats_drops = self.stats_errors = 0
         self.reset_pointers()
 

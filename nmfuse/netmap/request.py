@@ -99,6 +99,7 @@ class Request:
     options: list[Option] = field(default_factory=list)
     by_type: dict[int, Option] = field(default_factory=dict)
     from_user: bool = True
+    memory: object = None  # the caller's UserMemory, for options that point elsewhere (CSB)
 
     @property
     def reqtype(self) -> int:
@@ -157,7 +158,7 @@ def copyin(hdr, mem) -> Request:
             raise RequestError(errno.EMSGSIZE, "request larger than NETMAP_REQ_MAXSIZE")
         uaddr = opthdr.nro_next
 
-    req = Request(header=hdr, body=new_body(hdr.nr_reqtype))
+    req = Request(header=hdr, body=new_body(hdr.nr_reqtype), memory=mem)
     if rqsz:
         _read_into(mem, hdr.nr_body, req.body, rqsz)
 

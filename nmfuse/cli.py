@@ -1,0 +1,128 @@
+"""The ``nmfuse`` command: mount, umount, status."""
+
+import argparse
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+
+from nmfuse.mem import PoolConfig
+
+DEFAULT_PATH = "/dev/netmap"
+
+
+def _owner(text: str) -> tuple[int, int]:
+    uid, _, gid = text.partition(":")
+    return int(uid), int(gid or uid)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nmfuse", description="netmap's /dev/netmap, served from user space")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: every request)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only errors")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    m = sub.add_parser("mount", help="serve PATH in the foreground until SIGINT/SIGTERM")
+    m.add_argument("path", nargs="?", default=DEFAULT_PATH)
+    m.add_argument("--mode", type=lambda s: int(s, 8), default=0o600, help="file mode, octal (0600)")
+    m.add_argument("--owner", type=_owner, default=(0, 0), metavar="UID[:GID]", help="file owner (0:0)")
+    d = PoolConfig()
+    for name in ("if_num", "if_size", "ring_num", "ring_size", "buf_num", "buf_size"):
+        m.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name),
+                       help=f"memory pool geometry (default {getattr(d, name)})")
+
+    u = sub.add_parser("umount", help="stop the daemon serving PATH")
+    u.add_argument("path", nargs="?", default=DEFAULT_PATH)
+
+    s = sub.add_parser("status", help="ports, bindings and memory of the daemon serving PATH")
+    s.add_argument("path", nargs="?", default=DEFAULT_PATH)
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    return p
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    level = logging.ERROR if args.quiet else (logging.INFO, logging.DEBUG)[min(args.verbose, 1)] \
+        if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="nmfuse: %(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def cmd_mount(args) -> int:
+    from nmfuse.daemon import Daemon, MountOptions
+    from nmfuse.dev.channel import DeviceError
+
+    if os.geteuid() != 0:
+        print("nmfuse: must run as root (mounting a FUSE device needs CAP_SYS_ADMIN)", file=sys.stderr)
+        return 1
+    try:
+        pools = PoolConfig(**{k: getattr(args, k) for k in PoolConfig.__dataclass_fields__})
+        pools.validate()
+    except ValueError as e:
+        print(f"nmfuse: bad pool geometry: {e}", file=sys.stderr)
+        return 2
+    options = MountOptions(path=args.path, mode=args.mode, uid=args.owner[0], gid=args.owner[1], pools=pools)
+    try:
+        daemon = Daemon(options)
+        return daemon.run()
+    except DeviceError as e:
+        print(f"nmfuse: {e}", file=sys.stderr)
+        return 1
+
+
+def _query(path: str) -> dict | None:
+    from nmfuse.daemon import status_socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(5)
+    try:
+        sock.connect(str(status_socket(path)))
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        return json.loads(data)
+    except (FileNotFoundError, ConnectionRefusedError):
+        return None
+    finally:
+        sock.close()
+
+
+def cmd_status(args) -> int:
+    report = _query(args.path)
+    if report is None:
+        print(f"{args.path}: not served by nmfuse", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{report['path']}: served by pid {report['pid']}, {report['open_files']} open file(s), "
+          f"{report['memsize'] >> 20} MiB shared memory")
+    pools = report["pools"]
+    print("pools: " + ", ".join(f"{n} {p['used']}/{p['total']} used" for n, p in pools.items()))
+    if not report["ports"]:
+        print("no ports bound")
+    for port in report["ports"]:
+        pids = sorted({b["pid"] for b in port["bindings"]})
+        print(f"port {port['name']} ({port['type']}): {port['fds']} fd(s), pids {pids}")
+        for r in port["rings"]:
+            print(f"  {r['dir']}{r['index']}{' host' if r['host'] else ''}: {r['slots']} slots, "
+                  f"{r['users']} user(s), {r['packets']} pkts {r['bytes']} bytes "
+                  f"{r['drops']} drops {r['errors']} errors")
+    return 0
+
+
+def cmd_umount(args) -> int:
+    report = _query(args.path)
+    if report is None:
+        print(f"{args.path}: not served by nmfuse", file=sys.stderr)
+        return 1
+    os.kill(report["pid"], signal.SIGTERM)
+    return 0
+
+
+COMMANDS = {"mount": cmd_mount, "umount": cmd_umount, "status": cmd_status}

@@ -1,0 +1,138 @@
+"""The daemon: one memory region, the netmap core, and the FUSE device.
+
+Threads:
+* the *request thread* runs the device layer's blocking serve loop; every
+  open/ioctl/poll/release is answered there, synchronously, under the core
+  lock (netmap's syscalls never block, so neither does a request);
+* the *main thread* runs trio: signals, the status socket, and later the
+  wait on TAP interfaces.  It touches netmap state only under the lock.
+
+Shutdown (SIGINT/SIGTERM, or the mount going away): detach the mount,
+abort the FUSE connection so clients get errors instead of hanging, remove
+what the daemon created, and return.
+"""
+
+import json
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from nmfuse.dev.channel import FuseChannel
+from nmfuse.dev.session import Session
+from nmfuse.dev.usermem import UserMemory
+from nmfuse.mem import MemoryAllocator, PoolConfig
+from nmfuse.netmap.core import Core
+from nmfuse.netmap.device import NetmapDevice
+
+log = logging.getLogger("nmfuse")
+
+RUN_DIR = Path("/run/nmfuse")
+
+
+@dataclass(frozen=True)
+class MountOptions:
+    path: str = "/dev/netmap"
+    mode: int = 0o600
+    uid: int = 0
+    gid: int = 0
+    pools: PoolConfig = PoolConfig()
+
+
+def runtime_key(path: str) -> str:
+    """A file name for per-mount runtime files (status socket, pid)."""
+    return os.path.abspath(path).strip("/").replace("/", "-") or "root"
+
+
+def status_socket(path: str) -> Path:
+    return RUN_DIR / f"{runtime_key(path)}.sock"
+
+
+class Daemon:
+    """Serves one mount point until stopped."""
+
+    def __init__(self, options: MountOptions):
+        self.options = options
+        self.mem = MemoryAllocator(options.pools)
+        self.core = Core(self.mem)
+        self.device = NetmapDevice(self.core, UserMemory)
+        self.channel = FuseChannel()
+        self.session = Session(self.channel, self.device, mode=options.mode, uid=options.uid,
+                               gid=options.gid, backing_fd=self.mem.region.fd)
+        self.core.wake = self.session.notify_poll
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Mount and answer INIT.  Raises the device layer's DeviceError."""
+        self.session.start(self.options.path)
+        self._thread = threading.Thread(target=self._serve, name="nmfuse-requests", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        try:
+            self.session.serve()
+        except Exception:
+            log.exception("request loop failed")
+
+    def run(self) -> int:
+        """Start, serve until a signal or unmount, clean up.  Returns an exit code."""
+        self.start()
+        log.info("serving %s (%d MiB shared memory)", self.options.path, self.mem.memsize >> 20)
+        try:
+            trio.run(self._main)
+        finally:
+            self.stop()
+        return 0
+
+    async def _main(self) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_signals, nursery.cancel_scope)
+            nursery.start_soon(self._watch_serve_thread, nursery.cancel_scope)
+            nursery.start_soon(self._status_server)
+
+    async def _watch_signals(self, scope) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                log.info("%s: shutting down", signal.Signals(signum).name)
+                scope.cancel()
+                return
+
+    async def _watch_serve_thread(self, scope) -> None:
+        await trio.to_thread.run_sync(self._thread.join, abandon_on_cancel=True)
+        log.info("the mount went away: shutting down")
+        scope.cancel()
+
+    async def _status_server(self) -> None:
+        sock_path = status_socket(self.options.path)
+        RUN_DIR.mkdir(parents=True, exist_ok=True)
+        sock_path.unlink(missing_ok=True)
+        sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+        await sock.bind(str(sock_path))
+        sock.listen(8)
+        listener = trio.SocketListener(sock)
+        try:
+            await trio.serve_listeners(self._send_status, [listener])
+        finally:
+            sock_path.unlink(missing_ok=True)
+
+    async def _send_status(self, stream) -> None:
+        async with stream:
+            report = self.status()
+            await stream.send_all(json.dumps(report).encode() + b"\n")
+
+    def status(self) -> dict:
+        report = self.device.status()
+        report.update({"path": os.path.abspath(self.options.path), "pid": os.getpid()})
+        return report
+
+    def stop(self) -> None:
+        try:
+            self.session.shutdown()
+        except Exception:
+            log.exception("shutdown of the FUSE session")
+        status_socket(self.options.path).unlink(missing_ok=True)
+

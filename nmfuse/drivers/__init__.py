@@ -1,0 +1,3 @@
+"""Port types.  Each module has one Adapter subclass and a module-level
+``lookup(core, name, reg, create, mem_given)`` that returns None when the
+request is not for it (netmap's netmap_get_*_na cascade)."""

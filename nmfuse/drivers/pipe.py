@@ -1,0 +1,177 @@
+"""Netmap pipes (netmap_pipe.c): ``NAME{ID`` is the master end, ``NAME}ID``
+the slave; TX ring i of one end feeds RX ring i of the other.
+
+Slot k of a TX ring and slot k of its peer RX ring are one position: txsync
+copies the slot (buffer index, length, flags) across and rxsync copies it
+back when the receiver releases it, so frames move without their bytes
+being copied.  Only TX rings own buffers; an RX ring starts with buffer 0 in
+every slot and only ever shows the peer's buffers in [head, tail).
+
+    end A (master)                 end B (slave)
+    TX ring i  --- pipe_tail --->  RX ring i      (A sends, B receives)
+    RX ring j  <-- pipe_tail ----  TX ring j      (B sends, A receives)
+
+``pipe_tail`` is where the peer lets a ring's hwtail advance to: the
+receiving RX ring's after a complete frame is forwarded, the sending TX
+ring's after the receiver releases slots.
+
+Both ends are created together and live while either is referenced.  A
+pipe's parent is any existing named port, or else an implicit parent
+(netmap creates an auto-deleting persistent VALE port there); either way
+the pipe uses the daemon's one memory region.
+"""
+
+import errno
+
+from nmfuse.netmap.abi import RegMode, lib
+from nmfuse.netmap.adapter import Adapter
+from nmfuse.netmap.kring import DIRECTIONS, RX, TX
+
+MAX_RINGS = 256
+MAX_SLOTS = 4096
+DEFAULT_SLOTS = 1024  # the slots of an implicit parent (a VALE port's default)
+
+
+def _bound(value: int, default: int, lo: int, hi: int) -> int:
+    """netmap's nm_bound_var: below lo takes the default, above hi is clamped."""
+    default = min(max(default, lo), hi)
+    if value < lo:
+        return default
+    return min(value, hi)
+
+
+class PipeAdapter(Adapter):
+    kind = "pipe"
+    supports_offsets = True
+
+    def __init__(self, core, name, pair, role, **geometry):
+        super().__init__(core, name, **geometry)
+        self.pair = pair
+        self.role = role
+        self.peer: "PipeAdapter" = None
+
+    # krings of both ends exist together, while either end is registered
+    def krings_create(self) -> None:
+        if self.peer.krings is not None:
+            return
+        for end in (self, self.peer):
+            Adapter.krings_create(end)
+        for d in DIRECTIONS:
+            other = RX if d == TX else TX
+            for mine, theirs in zip(self.krings[d], self.peer.krings[other]):
+                mine.peer, theirs.peer = theirs, mine
+        for end in (self, self.peer):
+            for kring in end.krings[TX] + end.krings[RX]:
+                kring.pipe_tail = kring.hwtail
+
+    def krings_delete(self) -> None:
+        if self.peer.active_fds == 0:
+            for end in (self, self.peer):
+                Adapter.krings_delete(end)
+
+    def register(self, on: bool) -> None:
+        pass
+
+    def rings_create(self) -> None:
+        # a bound ring needs its peer's ring too; create both ends' rings
+        for end in (self, self.peer):
+            for kring in end.krings[TX] + end.krings[RX]:
+                kring.need_ring = kring.peer.users > 0
+        for end in (self, self.peer):
+            Adapter.rings_create(end)
+
+    def rings_delete(self) -> None:
+        if self.krings is None:
+            return
+        for end in (self, self.peer):
+            for kring in end.krings[TX] + end.krings[RX]:
+                kring.need_ring = kring.peer.users > 0
+        for end in (self, self.peer):
+            Adapter.rings_delete(end)
+
+    def ring_owns_buffers(self, kring) -> bool:
+        # RX slots only ever show the peer's buffers
+        return kring.direction == TX
+
+    def txsync(self, kring) -> int:
+        rx = kring.peer
+        kring.hwtail = kring.pipe_tail
+        n = kring.num_slots
+        m = (kring.rhead - kring.hwcur) % n
+        if m == 0:
+            return 0
+        end = lib.nmh_pipe_forward(kring.ring.slot, rx.ring.slot, n, kring.hwcur, m, rx.offset_mask)
+        kring.hwcur = kring.rhead
+        kring.stats_packets += m
+        if end < n:
+            rx.pipe_tail = end
+            rx.adapter.notify(rx)
+        return 0
+
+    def rxsync(self, kring) -> int:
+        tx = kring.peer
+        kring.hwtail = kring.pipe_tail
+        n = kring.num_slots
+        m = (kring.rhead - kring.hwcur) % n
+        if m == 0:
+            return 0
+        lib.nmh_pipe_release(kring.ring.slot, tx.ring.slot, n, kring.hwcur, m)
+        tx.pipe_tail = (kring.rhead - 1) % n
+        kring.hwcur = kring.rhead
+        kring.stats_packets += m
+        tx.adapter.notify(tx)
+        return 0
+
+    def destroy(self) -> None:
+        if self.peer.refs == 0:
+            self.pair.forget()
+
+
+class PipePair:
+    def __init__(self, core, key):
+        self.core, self.key = core, key
+
+    def forget(self) -> None:
+        self.core.pipes.pop(self.key, None)
+
+
+def lookup(core, name: str, reg, create: bool, mem_given: bool):
+    brace = name.rfind("{")
+    role = "master"
+    if brace < 0:
+        brace = name.rfind("}")
+        role = "slave"
+        if brace < 0:
+            return None
+    parent, pipe_id = name[:brace], name[brace + 1:]
+    if not pipe_id or not parent:
+        raise OSError(errno.EINVAL, "pipe name needs a parent and an id")
+    if reg.nr_mode not in (RegMode.ALL_NIC, RegMode.ONE_NIC):
+        raise OSError(errno.EINVAL, "pipes accept only NR_REG_ALL_NIC and NR_REG_ONE_NIC")
+    parent_port = core.named.get(parent)
+    if parent_port is not None and parent_port.owned_by_kernel:
+        raise OSError(errno.EBUSY, "parent busy")
+    key = (parent, pipe_id)
+    pair = core.pipes.get(key)
+    if pair is None:
+        if not create:
+            raise OSError(errno.ENODEV, f"pipe {name} not found")
+        pair = _create(core, key, reg, parent_port)
+    return pair.master if role == "master" else pair.slave
+
+
+def _create(core, key, reg, parent_port) -> PipePair:
+    parent, pipe_id = key
+    default_slots = parent_port.num_slots if parent_port is not None else [DEFAULT_SLOTS] * 2
+    tx_rings = _bound(reg.nr_tx_rings, 1, 1, MAX_RINGS)
+    rx_rings = _bound(reg.nr_rx_rings, 1, 1, MAX_RINGS)
+    tx_slots = _bound(reg.nr_tx_slots, default_slots[TX], 1, MAX_SLOTS)
+    rx_slots = _bound(reg.nr_rx_slots, default_slots[RX], 1, MAX_SLOTS)
+    pair = PipePair(core, key)
+    pair.master = PipeAdapter(core, f"{parent}{{{pipe_id}", pair, "master",
+                              tx_rings=tx_rings, rx_rings=rx_rings, tx_slots=tx_slots, rx_slots=rx_slots)
+    pair.slave = PipeAdapter(core, f"{parent}}}{pipe_id}", pair, "slave",
+                             tx_rings=rx_rings, rx_rings=tx_rings, tx_slots=rx_slots, rx_slots=tx_slots)
+    pair.master.peer, pair.slave.peer = pair.slave, pair.master
+    core.pipes[key] = pair
+    return pair

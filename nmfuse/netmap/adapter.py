@@ -1,0 +1,164 @@
+"""The port object every driver extends (netmap's netmap_adapter).
+
+A driver module (nmfuse/drivers/*.py) subclasses ``Adapter`` and overrides
+the small interface: ``krings_create``/``krings_delete``, ``register(on)``,
+``txsync(kring)``, ``rxsync(kring)`` and ``destroy``.  Everything shared by
+all port types (reference counting, rings in shared memory, wake-ups) is
+here once.
+"""
+
+import errno
+import logging
+
+from nmfuse.mem.allocator import ring_bytes
+from nmfuse.netmap.abi import ffi, lib
+from nmfuse.netmap.kring import DIRECTIONS, RX, TX, Kring
+
+log = logging.getLogger("nmfuse.netmap")
+
+
+class Adapter:
+    """A netmap port: its ring geometry, krings, users and references.
+
+    Attributes a driver sets: ``kind`` (shown by status), ``has_host_rings``
+    (NAF_HOST_RINGS), ``supports_offsets`` (NAF_OFFSETS).
+    """
+
+    kind = "port"
+    has_host_rings = False
+    supports_offsets = False
+
+    def __init__(self, core, name: str, *, tx_rings: int, rx_rings: int,
+                 tx_slots: int, rx_slots: int, host_tx_rings: int = 0, host_rx_rings: int = 0):
+        self.core = core
+        self.mem = core.mem
+        self.name = name
+        self.num_rings = [tx_rings, rx_rings]
+        self.num_slots = [tx_slots, rx_slots]
+        self.num_host_rings = [host_tx_rings, host_rx_rings] if self.has_host_rings else [0, 0]
+        self.krings: list[list[Kring]] | None = None
+        self.active_fds = 0
+        self.refs = 0
+        self.virt_hdr_len = 0
+        self.owned_by_kernel = False   # e.g. attached to a VALE switch
+        self.bindings: set = set()
+        self.waiters: set[int] = set()  # pollers bound to all rings of a direction
+
+    # -- the driver interface ------------------------------------------------
+
+    def krings_create(self) -> None:
+        """Create the kernel-side rings (hardware then host, per direction)."""
+        self.krings = [
+            [Kring(self, d, i, self.num_slots[d], host=i >= self.num_rings[d])
+             for i in range(self.all_rings(d))]
+            for d in DIRECTIONS
+        ]
+
+    def krings_delete(self) -> None:
+        self.krings = None
+
+    def register(self, on: bool) -> None:
+        """Called when the first binding arrives (True) or the last leaves."""
+
+    def txsync(self, kring: Kring) -> int:
+        """Send [hwcur, rhead); return 0 or an errno."""
+        return 0
+
+    def rxsync(self, kring: Kring) -> int:
+        """Deliver new frames by moving hwtail; return 0 or an errno."""
+        return 0
+
+    def destroy(self) -> None:
+        """The last reference is gone."""
+
+    # -- shared machinery ------------------------------------------------
+
+    def nrings(self, d: int) -> int:
+        return self.num_rings[d]
+
+    def all_rings(self, d: int) -> int:
+        return self.num_rings[d] + self.num_host_rings[d]
+
+    def get(self) -> "Adapter":
+        self.refs += 1
+        return self
+
+    def put(self) -> None:
+        self.refs -= 1
+        if self.refs == 0:
+            self.destroy()
+
+    def rings_create(self) -> None:
+        """Give every kring that needs one a ring in shared memory.
+
+        Raises:
+            OSError(ENOMEM): memory ran out; rings made so far remain and
+                are undone by ``rings_delete`` once their users are gone.
+        """
+        for d in DIRECTIONS:
+            for kring in self.krings[d]:
+                if kring.ring is None and kring.wants_ring():
+                    self._ring_create(kring)
+
+    def rings_delete(self) -> None:
+        """Drop the rings no binding needs any more; their buffers return
+        to the pool at the next sweep."""
+        for d in DIRECTIONS:
+            for kring in self.krings[d] if self.krings else ():
+                if kring.ring is not None and not kring.wants_ring():
+                    self.mem.ring_free(kring.ring_offset)
+                    kring.ring = None
+                    kring.ring_offset = 0
+                    kring.offset_mask = kring.offset_max = kring.offset_gap = 0
+
+    def ring_owns_buffers(self, kring: Kring) -> bool:
+        """Whether a new ring gets buffers of its own (else buffer 0 everywhere)."""
+        return True
+
+    def _ring_create(self, kring: Kring) -> None:
+        mem, n = self.mem, kring.num_slots
+        if n == 0:
+            raise OSError(errno.EINVAL, f"{kring.name}: zero slots")
+        offset = mem.ring_alloc(n)
+        try:
+            bufs = mem.bufs.alloc(n) if self.ring_owns_buffers(kring) else ffi.new("uint32_t[]", n)
+        except OSError:
+            mem.ring_free(offset)
+            raise
+        ring = mem.region.ptr("struct netmap_ring *", offset)
+        ffi.memmove(ring, bytes(ffi.sizeof("struct netmap_ring")), ffi.sizeof("struct netmap_ring"))
+        ring.buf_ofs = mem.bufs.offset - offset
+        ring.num_slots = n
+        ring.nr_buf_size = mem.buf_size
+        ring.ringid = kring.index
+        ring.dir = kring.direction
+        kring.reset_pointers()
+        ring.head = ring.cur = kring.hwcur
+        ring.tail = kring.hwtail
+        lib.nmh_slots_fill(ring.slot, n, bufs, mem.buf_size if self.ring_owns_buffers(kring) else 0)
+        kring.ring = ring
+        kring.ring_offset = offset
+
+    def notify(self, kring: Kring) -> None:
+        """Wake the pollers of ``kring`` and of its whole direction."""
+        wake = self.core.wake
+        if kring.waiters:
+            for kh in kring.waiters:
+                wake(kh)
+            kring.waiters.clear()
+        if self.waiters:
+            for kh in self.waiters:
+                wake(kh)
+            self.waiters.clear()
+
+    def info(self) -> dict:
+        """Geometry as the REGISTER / PORT_INFO_GET bodies report it."""
+        return {
+            "nr_tx_rings": self.num_rings[TX], "nr_rx_rings": self.num_rings[RX],
+            "nr_tx_slots": self.num_slots[TX], "nr_rx_slots": self.num_slots[RX],
+            "nr_host_tx_rings": self.num_host_rings[TX], "nr_host_rx_rings": self.num_host_rings[RX],
+        }
+
+    def max_slots(self) -> int:
+        """The most slots a ring of this memory can have."""
+        return (self.mem.rings.objsize - ring_bytes(0)) // ffi.sizeof("struct netmap_slot")

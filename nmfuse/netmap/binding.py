@@ -1,0 +1,259 @@
+"""Per-fd state and port registration (netmap's netmap_priv_d, do_regif).
+
+A ``Binding`` is what one open() of /dev/netmap holds: at most one port,
+a range of rings per direction, and its own netmap_if in shared memory.
+Registration is netmap_do_regif: each step pushes its undo on an ExitStack,
+so a failure anywhere leaves the port, its rings and the pools as they
+were.
+"""
+
+import errno
+from contextlib import ExitStack
+
+from nmfuse.netmap.abi import NETMAP_API, RegFlag, RegMode, ffi
+from nmfuse.netmap.kring import DIRECTIONS, RX, TX
+
+
+def _err(code: int, why: str) -> OSError:
+    return OSError(code, why)
+
+
+class Binding:
+    """One open file of the device (netmap's priv)."""
+
+    def __init__(self, fh: int, pid: int):
+        self.fh = fh
+        self.pid = pid
+        self.adapter = None
+        self.qfirst = [0, 0]
+        self.qlast = [0, 0]
+        self.flags = 0
+        self.txpoll = False
+        self.nifp_offset = None
+        self.has_extra = False
+        self.csb = None            # (atok, ktoa) user addresses in CSB mode
+        self.poll_handles: set[int] = set()
+
+    @property
+    def registered(self) -> bool:
+        return self.nifp_offset is not None
+
+    def krings(self, d: int):
+        """The krings this binding selected in direction ``d``."""
+        return self.adapter.krings[d][self.qfirst[d]:self.qlast[d]]
+
+    def all_krings(self):
+        for d in DIRECTIONS:
+            yield from self.krings(d)
+
+    def spans_all(self, d: int) -> bool:
+        """Bound to more than one ring of a direction (netmap's nm_si_user)."""
+        return self.qlast[d] - self.qfirst[d] > 1
+
+
+def interp_ringid(adapter, mode: int, ringid: int, flags: int) -> tuple[list[int], list[int]]:
+    """Ring ranges [first, last) per direction (netmap_interp_ringid).
+
+    Raises:
+        OSError(EINVAL): host rings asked of a port without them, a ring
+            index beyond the port's rings, or an unknown mode.
+    """
+    first, last = [0, 0], [0, 0]
+    # TX_RINGS_ONLY leaves the RX side unbound, and RX_RINGS_ONLY the TX side
+    excluded_by = {TX: RegFlag.RX_RINGS_ONLY, RX: RegFlag.TX_RINGS_ONLY}
+    for d in DIRECTIONS:
+        if flags & excluded_by[d]:
+            continue
+        n = adapter.nrings(d)
+        if mode in (RegMode.ALL_NIC, RegMode.NULL):
+            first[d], last[d] = 0, n
+        elif mode in (RegMode.SW, RegMode.NIC_SW):
+            if not adapter.has_host_rings:
+                raise _err(errno.EINVAL, "host rings not supported")
+            first[d], last[d] = (n if mode == RegMode.SW else 0), adapter.all_rings(d)
+        elif mode == RegMode.ONE_NIC:
+            if ringid >= adapter.nrings(TX) and ringid >= adapter.nrings(RX):
+                raise _err(errno.EINVAL, f"invalid ring id {ringid}")
+            j = ringid if ringid < n else 0
+            first[d], last[d] = j, j + 1
+        elif mode == RegMode.ONE_SW:
+            if not adapter.has_host_rings:
+                raise _err(errno.EINVAL, "host rings not supported")
+            host = adapter.num_host_rings
+            if ringid >= host[TX] and ringid >= host[RX]:
+                raise _err(errno.EINVAL, f"invalid ring id {ringid}")
+            j = ringid if ringid < host[d] else 0
+            first[d], last[d] = n + j, n + j + 1
+        else:
+            raise _err(errno.EINVAL, f"invalid regif type {mode}")
+    return first, last
+
+
+def register(binding: Binding, adapter, reg, offsets_opt=None) -> None:
+    """Bind ``adapter`` to ``binding`` (netmap_do_regif).
+
+    ``reg`` is the nmreq_register body; ``offsets_opt`` the OFFSETS option
+    if the request carried one (its status is set here).
+
+    Raises:
+        OSError: EINVAL (ring selection), EBUSY (exclusive rings),
+            ENOMEM (memory), EOPNOTSUPP / EINVAL (offsets).  On failure
+            nothing has changed.
+    """
+    first, last = interp_ringid(adapter, reg.nr_mode, reg.nr_ringid, reg.nr_flags)
+    binding.adapter, binding.qfirst, binding.qlast = adapter, first, last
+    binding.flags = reg.nr_flags
+    binding.txpoll = not (reg.nr_flags & RegFlag.NO_TX_POLL)
+    try:
+        with ExitStack() as undo:
+            if adapter.active_fds == 0:
+                adapter.krings_create()
+                undo.callback(lambda: adapter.active_fds == 0 and adapter.krings_delete())
+            _krings_get(binding)
+            undo.callback(_krings_put, binding)
+            undo.callback(adapter.rings_delete)
+            adapter.rings_create()
+            if offsets_opt is not None:
+                _offsets_init(binding, offsets_opt)
+            binding.nifp_offset = _if_new(binding)
+            undo.callback(_if_delete, binding)
+            if adapter.active_fds == 0:
+                adapter.register(True)
+            adapter.active_fds += 1
+            adapter.bindings.add(binding)
+            undo.pop_all()
+    except BaseException:
+        binding.adapter = None
+        binding.qfirst, binding.qlast = [0, 0], [0, 0]
+        binding.flags, binding.txpoll = 0, False
+        raise
+
+
+def unregister(binding: Binding) -> None:
+    """Undo ``register`` (netmap_do_unregif); extra buffers and the ring
+    buffers no other holder keeps return to the pool."""
+    adapter = binding.adapter
+    if adapter is None:
+        return
+    if binding.registered:
+        adapter.active_fds -= 1
+        adapter.bindings.discard(binding)
+        _forget_poller(binding)
+        _krings_put(binding)
+        if adapter.active_fds == 0:
+            adapter.register(False)
+        adapter.rings_delete()
+        _if_delete(binding)
+        if adapter.active_fds == 0:
+            adapter.krings_delete()
+    binding.adapter = None
+    binding.qfirst, binding.qlast = [0, 0], [0, 0]
+    binding.flags, binding.txpoll, binding.csb = 0, False, None
+    adapter.mem.sweep()
+
+
+def _krings_get(binding: Binding) -> None:
+    excl = bool(binding.flags & RegFlag.EXCLUSIVE)
+    krings = list(binding.all_krings())
+    for kring in krings:
+        if kring.exclusive or (kring.users and excl):
+            raise _err(errno.EBUSY, f"{kring.name} busy")
+    for kring in krings:
+        kring.users += 1
+        if excl:
+            kring.exclusive = True
+
+
+def _krings_put(binding: Binding) -> None:
+    excl = bool(binding.flags & RegFlag.EXCLUSIVE)
+    for kring in binding.all_krings():
+        if excl:
+            kring.exclusive = False
+        kring.users -= 1
+
+
+def _forget_poller(binding: Binding) -> None:
+    adapter = binding.adapter
+    for kh in binding.poll_handles:
+        adapter.waiters.discard(kh)
+        for kring in binding.all_krings():
+            kring.waiters.discard(kh)
+    binding.poll_handles.clear()
+
+
+def _if_new(binding: Binding) -> int:
+    """A netmap_if for this binding; ring_ofs lists only its own rings."""
+    adapter, mem = binding.adapter, binding.adapter.mem
+    ntx, nrx = adapter.all_rings(TX), adapter.all_rings(RX)
+    size = ffi.sizeof("struct netmap_if") + (ntx + nrx) * ffi.sizeof("ssize_t")
+    if size > mem.ifs.objsize:
+        raise _err(errno.ENOMEM, "too many rings for a netmap_if")
+    offset = mem.ifs.alloc()
+    nifp = mem.region.ptr("struct netmap_if *", offset)
+    ffi.memmove(nifp, bytes(size), size)
+    name = adapter.name.encode()[:15]
+    ffi.memmove(nifp.ni_name, name, len(name))
+    nifp.ni_version = NETMAP_API
+    nifp.ni_tx_rings, nifp.ni_rx_rings = adapter.nrings(TX), adapter.nrings(RX)
+    nifp.ni_host_tx_rings, nifp.ni_host_rx_rings = adapter.num_host_rings
+    for d, base in ((TX, 0), (RX, ntx)):
+        for i, kring in enumerate(adapter.krings[d]):
+            if kring.ring is not None and binding.qfirst[d] <= i < binding.qlast[d]:
+                nifp.ring_ofs[base + i] = kring.ring_offset - offset
+    return offset
+
+
+def _if_delete(binding: Binding) -> None:
+    if binding.nifp_offset is None:
+        return
+    mem = binding.adapter.mem
+    if binding.has_extra:
+        mem.list_drop(binding.nifp_offset)
+        binding.has_extra = False
+    mem.ifs.free(binding.nifp_offset)
+    binding.nifp_offset = None
+
+
+def extra_buffers(binding: Binding, count: int) -> int:
+    """Give the binding up to ``count`` extra buffers (ni_bufs_head)."""
+    mem = binding.adapter.mem
+    nifp = mem.region.ptr("struct netmap_if *", binding.nifp_offset)
+    head, got = mem.extra_alloc(count)
+    nifp.ni_bufs_head = head
+    if got:
+        mem.list_hold(binding.nifp_offset)
+        binding.has_extra = True
+    return got
+
+
+def _offsets_init(binding: Binding, opt) -> None:
+    """The OFFSETS option (netmap_offsets_init); sets the option status."""
+    o = opt.struct()
+    adapter = binding.adapter
+    buf_size = adapter.mem.buf_size
+    error = 0
+    max_offset, initial, bits = o.nro_max_offset, o.nro_initial_offset, o.nro_offset_bits
+    mask = (1 << 64) - 1 if bits in (0, 64) else (1 << bits) - 1
+    if not adapter.supports_offsets:
+        error = errno.EOPNOTSUPP
+    elif bits > 64 or max_offset > buf_size or (max_offset & mask) != max_offset or initial > max_offset:
+        error = errno.EINVAL
+    else:
+        for kring in binding.all_krings():
+            if kring.offset_mask:
+                if (kring.offset_mask & mask) != mask or kring.offset_max < max_offset:
+                    error = errno.EBUSY
+                    break
+                mask, max_offset = kring.offset_mask, kring.offset_max
+            else:
+                kring.offset_mask, kring.offset_max = mask, max_offset
+                kring.offset_gap = o.nro_min_gap
+                kring.ring.offset_mask = mask
+            if initial and kring.users <= 1:
+                slot = kring.ring.slot
+                for j in range(kring.num_slots):
+                    slot[j].ptr = (slot[j].ptr & ~mask) | (initial & mask)
+    opt.status = error
+    if error:
+        raise _err(error, "offsets option refused")
+    o.nro_max_offset = max_offset

@@ -1,0 +1,210 @@
+"""NIOCCTRL: one handler per request type (netmap_ioctl's NIOCCTRL case).
+
+``handle`` takes the 88 header bytes the kernel delivered and returns the
+errno and the header bytes to copy back; body and options travel through
+``request.copyin`` / ``copyout``.  Each handler raises OSError with the errno
+netmap returns, and leaves the request body filled on success.
+"""
+
+import errno
+import logging
+
+from nmfuse.netmap import binding as regif
+from nmfuse.netmap.abi import NETMAP_MAX_API, NETMAP_MIN_API, OptType, RegFlag, RegMode, ReqType, ffi
+from nmfuse.netmap.request import Request, RequestError, copyin, copyout, new_header
+
+log = logging.getLogger("nmfuse.netmap")
+
+VALID_HDR_LEN = (0, 10, 12)  # no header, virtio-net header, with num_buffers
+
+
+def _register_body(mode=RegMode.ALL_NIC, mem_id=0, **geometry):
+    reg = ffi.new("struct nmreq_register *")
+    reg.nr_mode = mode
+    reg.nr_mem_id = mem_id
+    for key, value in geometry.items():
+        setattr(reg, key, value)
+    return reg
+
+
+def handle(core, binding, data: bytes, mem) -> tuple[int, bytes]:
+    """Serve one NIOCCTRL; returns (errno, header bytes to copy back)."""
+    hdr = new_header(data)
+    if not NETMAP_MIN_API <= hdr.nr_version <= NETMAP_MAX_API:
+        return errno.EINVAL, bytes(data)
+    try:
+        req = copyin(hdr, mem)
+    except RequestError as e:
+        return e.errno, bytes(data)
+    except OSError as e:
+        return e.errno or errno.EFAULT, bytes(data)
+    hdr.nr_name[len(hdr.nr_name) - 1] = b"\0"
+    error = dispatch(core, binding, req)
+    error = copyout(req, mem, error)
+    return error, req.header_bytes()
+
+
+def dispatch(core, binding, req: Request) -> int:
+    """Run the handler of ``req``; returns 0 or the errno netmap gives."""
+    handler = HANDLERS.get(req.reqtype)
+    if handler is None:
+        return errno.EINVAL
+    try:
+        handler(core, binding, req)
+    except OSError as e:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %r: %s", ReqType(req.reqtype).name, req.name, e)
+        return e.errno or errno.EIO
+    return 0
+
+
+def ctrl_register(core, binding, req: Request) -> None:
+    reg = req.body
+    if binding.registered:
+        raise OSError(errno.EBUSY, "this fd is already bound to a port")
+    # EXTMEM is not offered (there is one region): its option stays
+    # EOPNOTSUPP and nmreq_checkoptions refuses the request below.
+    adapter = core.get_adapter(req.name, reg, create=True)
+    try:
+        if adapter.owned_by_kernel:
+            raise OSError(errno.EBUSY, f"{adapter.name} is owned by a switch")
+        if adapter.virt_hdr_len and not reg.nr_flags & RegFlag.ACCEPT_VNET_HDR:
+            raise OSError(errno.EIO, f"{adapter.name} has a virtio-net header the program does not accept")
+        regif.register(binding, adapter, reg, req.option(OptType.OFFSETS))
+    except BaseException:
+        adapter.put()
+        raise
+    try:
+        csb = req.option(OptType.CSB)
+        if csb is not None:
+            csb.status = _csb_validate(binding, csb, req.memory)
+            if csb.status:
+                raise OSError(csb.status, "CSB refused")
+        for key, value in adapter.info().items():
+            setattr(reg, key, value)
+        reg.nr_memsize = core.mem.memsize
+        reg.nr_mem_id = core.mem.mem_id
+        if reg.nr_extra_bufs:
+            reg.nr_extra_bufs = regif.extra_buffers(binding, reg.nr_extra_bufs)
+        reg.nr_offset = binding.nifp_offset
+        if req.unconsumed():
+            raise OSError(errno.EOPNOTSUPP, "an option was not handled")
+    except BaseException:
+        regif.unregister(binding)
+        adapter.put()
+        raise
+
+
+def ctrl_port_info_get(core, binding, req: Request) -> None:
+    info = req.body
+    if req.name:
+        reg = _register_body(
+            mem_id=info.nr_mem_id, nr_tx_slots=info.nr_tx_slots, nr_rx_slots=info.nr_rx_slots,
+            nr_tx_rings=info.nr_tx_rings, nr_rx_rings=info.nr_rx_rings,
+            nr_host_tx_rings=info.nr_host_tx_rings, nr_host_rx_rings=info.nr_host_rx_rings)
+        adapter = core.get_adapter(req.name, reg, create=True)
+        try:
+            for key, value in adapter.info().items():
+                setattr(info, key, value)
+        finally:
+            adapter.put()
+    elif info.nr_mem_id not in (0, core.mem.mem_id):
+        raise OSError(errno.EINVAL, f"no memory region with id {info.nr_mem_id}")
+    info.nr_memsize = core.mem.memsize
+    info.nr_mem_id = core.mem.mem_id
+
+
+def ctrl_pools_info_get(core, binding, req: Request) -> None:
+    body = req.body
+    adapter = core.get_adapter(req.name, _register_body(mem_id=body.nr_mem_id), create=True)
+    adapter.put()
+    pools = core.mem.pools_info()
+    body.nr_memsize, body.nr_mem_id = pools.memsize, pools.mem_id
+    for pool in ("if", "ring", "buf"):
+        for field in ("offset", "objtotal", "objsize"):
+            setattr(body, f"nr_{pool}_pool_{field}", getattr(pools, f"{pool}_pool_{field}"))
+
+
+def ctrl_port_hdr_set(core, binding, req: Request) -> None:
+    if req.body.nr_hdr_len not in VALID_HDR_LEN:
+        raise OSError(errno.EINVAL, f"invalid header length {req.body.nr_hdr_len}")
+    adapter = core.get_adapter(req.name, _register_body(), create=False)
+    try:
+        set_hdr = getattr(adapter, "set_virt_hdr_len", None)
+        if set_hdr is None:
+            raise OSError(errno.ENXIO, f"{adapter.name} has no port header")
+        set_hdr(req.body.nr_hdr_len)
+    finally:
+        adapter.put()
+
+
+def ctrl_port_hdr_get(core, binding, req: Request) -> None:
+    adapter = core.get_adapter(req.name, _register_body(), create=False)
+    req.body.nr_hdr_len = adapter.virt_hdr_len
+    adapter.put()
+
+
+def ctrl_vale(core, binding, req: Request) -> None:
+    # No VALE switch exists yet: netmap's answer for a port it cannot find.
+    raise OSError(errno.ENXIO, "no VALE switch or port by that name")
+
+
+def ctrl_csb_enable(core, binding, req: Request) -> None:
+    csb = req.option(OptType.CSB)
+    if csb is None:
+        raise OSError(errno.EINVAL, "CSB_ENABLE needs a CSB option")
+    csb.status = _csb_validate(binding, csb, req.memory)
+    if csb.status:
+        raise OSError(csb.status, "CSB refused")
+
+
+def ctrl_sync_kloop_start(core, binding, req: Request) -> None:
+    if not binding.registered:
+        raise OSError(errno.ENXIO, "not registered")
+    if binding.csb is None:
+        raise OSError(errno.EINVAL, "the sync kloop needs CSB mode")
+    raise OSError(errno.EOPNOTSUPP, "nmfuse runs no in-kernel sync loop")
+
+
+def ctrl_sync_kloop_stop(core, binding, req: Request) -> None:
+    if not binding.registered:
+        raise OSError(errno.ENXIO, "not registered")
+
+
+def _csb_validate(binding, opt, mem) -> int:
+    """netmap_csb_validate: returns the option status."""
+    o = opt.struct()
+    nrings = sum(binding.qlast[d] - binding.qfirst[d] for d in (0, 1))
+    if nrings <= 0:
+        return 0
+    if not binding.flags & RegFlag.EXCLUSIVE:
+        return errno.EINVAL
+    atok, ktoa = o.csb_atok, o.csb_ktoa
+    if atok % 64 or ktoa % 64:  # each entry is 64 bytes
+        return errno.EINVAL
+    try:
+        mem.read(atok, nrings * 64)
+        mem.write(ktoa, bytes(nrings * 64))
+    except OSError as e:
+        return e.errno or errno.EFAULT
+    binding.csb = (atok, ktoa)
+    return 0
+
+
+HANDLERS = {
+    ReqType.REGISTER: ctrl_register,
+    ReqType.PORT_INFO_GET: ctrl_port_info_get,
+    ReqType.VALE_ATTACH: ctrl_vale,
+    ReqType.VALE_DETACH: ctrl_vale,
+    ReqType.VALE_LIST: ctrl_vale,
+    ReqType.PORT_HDR_SET: ctrl_port_hdr_set,
+    ReqType.PORT_HDR_GET: ctrl_port_hdr_get,
+    ReqType.VALE_NEWIF: ctrl_vale,
+    ReqType.VALE_DELIF: ctrl_vale,
+    ReqType.VALE_POLLING_ENABLE: ctrl_vale,
+    ReqType.VALE_POLLING_DISABLE: ctrl_vale,
+    ReqType.POOLS_INFO_GET: ctrl_pools_info_get,
+    ReqType.SYNC_KLOOP_START: ctrl_sync_kloop_start,
+    ReqType.SYNC_KLOOP_STOP: ctrl_sync_kloop_stop,
+    ReqType.CSB_ENABLE: ctrl_csb_enable,
+}

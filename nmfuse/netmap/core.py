@@ -1,0 +1,50 @@
+"""The netmap core: memory, the ports that exist, and how names resolve.
+
+``Core`` is what every request works against.  It is used from the FUSE
+request thread and from the daemon's event loop, always under ``lock``.
+"""
+
+import errno
+import threading
+
+from nmfuse.drivers import null, pipe
+from nmfuse.netmap.abi import RegMode
+
+
+class Core:
+    """Ports and memory of one daemon.
+
+    ``wake(kh)`` tells the device layer to wake a poller; it is called with
+    the lock held and must not block.
+    """
+
+    # netmap_get_na's cascade: the first lookup that claims a name wins
+    lookups = [null.lookup, pipe.lookup]
+
+    def __init__(self, mem, wake=lambda kh: None):
+        self.mem = mem
+        self.wake = wake
+        self.lock = threading.RLock()
+        self.pipes: dict[tuple[str, str], object] = {}
+        self.named: dict[str, object] = {}   # ports that exist on their own (TAP, VALE, ...)
+
+    def get_adapter(self, name: str, reg, create: bool = True):
+        """Resolve ``name`` to a referenced adapter (netmap_get_na).
+
+        Raises:
+            OSError: EINVAL (deprecated pipe modes, unknown nr_mem_id, bad
+                names), ENXIO (no such port), or a driver's own error.
+        """
+        if reg.nr_mode in (RegMode.PIPE_MASTER, RegMode.PIPE_SLAVE):
+            raise OSError(errno.EINVAL, "deprecated pipe nr_mode, use the x{y / x}y syntax")
+        if reg.nr_mem_id and reg.nr_mem_id != self.mem.mem_id:
+            raise OSError(errno.EINVAL, f"no memory region with id {reg.nr_mem_id}")
+        mem_given = bool(reg.nr_mem_id)
+        for lookup in self.lookups:
+            adapter = lookup(self, name, reg, create, mem_given)
+            if adapter is not None:
+                return adapter.get()
+        port = self.named.get(name)
+        if port is None:
+            raise OSError(errno.ENXIO, f"no port named {name!r}")
+        return port.get()

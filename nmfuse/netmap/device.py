@@ -1,0 +1,99 @@
+"""/dev/netmap as a device handler: what the FUSE layer calls.
+
+Each open() is a ``Binding``; ioctl and poll go to the control plane and
+the sync engine under the core lock; release unbinds and returns the
+binding's buffers.  This is the only module that sees both the device
+layer's interface and the netmap core.
+"""
+
+import errno
+import itertools
+import logging
+
+from nmfuse.netmap import binding as regif
+from nmfuse.netmap import control, legacy, sync
+from nmfuse.netmap.abi import Ioctl
+from nmfuse.netmap.binding import Binding
+from nmfuse.netmap.kring import RX, TX
+
+log = logging.getLogger("nmfuse.netmap")
+
+
+class NetmapDevice:
+    """Implements the device handler interface of ``nmfuse.dev``.
+
+    ``user_memory(pid)`` returns an object with read(addr, n) and
+    write(addr, data) into the calling process (the device layer's
+    UserMemory); it is passed in so the core never imports FUSE code.
+    """
+
+    def __init__(self, core, user_memory):
+        self.core = core
+        self.user_memory = user_memory
+        self.bindings: dict[int, Binding] = {}
+        self._fh = itertools.count(1)
+
+    def open(self, caller, flags: int) -> int:
+        with self.core.lock:
+            fh = next(self._fh)
+            self.bindings[fh] = Binding(fh, caller.pid)
+            return fh
+
+    def release(self, fh: int) -> None:
+        with self.core.lock:
+            binding = self.bindings.pop(fh, None)
+            if binding is None or binding.adapter is None:
+                return
+            adapter = binding.adapter
+            regif.unregister(binding)
+            adapter.put()
+
+    def ioctl(self, caller, fh: int, cmd: int, arg: int, data: bytes, out_size: int) -> tuple[int, bytes]:
+        with self.core.lock:
+            binding = self.bindings.get(fh)
+            if binding is None:
+                return errno.EBADF, b""
+            if cmd == Ioctl.NIOCTXSYNC:
+                return sync.ioctl_sync(binding, TX), b""
+            if cmd == Ioctl.NIOCRXSYNC:
+                return sync.ioctl_sync(binding, RX), b""
+            if cmd == Ioctl.NIOCCTRL:
+                return control.handle(self.core, binding, data, self.user_memory(caller.pid))
+            if cmd in (Ioctl.NIOCREGIF, Ioctl.NIOCGINFO):
+                return legacy.handle(self.core, binding, cmd, data)
+            return errno.EOPNOTSUPP, b""
+
+    def poll(self, caller, fh: int, events: int, kh: int | None) -> int:
+        with self.core.lock:
+            binding = self.bindings.get(fh)
+            if binding is None:
+                return sync.POLLERR
+            return sync.poll(binding, events, kh)
+
+    def status(self) -> dict:
+        """A snapshot for ``nmfuse status``: ports, their bindings, pools."""
+        with self.core.lock:
+            ports: dict[int, dict] = {}
+            for binding in self.bindings.values():
+                adapter = binding.adapter
+                if adapter is None:
+                    continue
+                port = ports.setdefault(id(adapter), _port_status(adapter))
+                port["bindings"].append({"fh": binding.fh, "pid": binding.pid,
+                                         "tx": [binding.qfirst[TX], binding.qlast[TX]],
+                                         "rx": [binding.qfirst[RX], binding.qlast[RX]]})
+            pools = {name: {"total": s.total, "used": s.used, "free": s.free}
+                     for name, s in self.core.mem.statistics().items()}
+            return {"open_files": len(self.bindings), "ports": list(ports.values()),
+                    "pools": pools, "memsize": self.core.mem.memsize}
+
+
+def _port_status(adapter) -> dict:
+    rings = []
+    for d, krings in enumerate(adapter.krings or ()):
+        for k in krings:
+            rings.append({"dir": "tx" if d == TX else "rx", "index": k.index, "host": k.host,
+                          "slots": k.num_slots, "users": k.users, "packets": k.stats_packets,
+                          "bytes": k.stats_bytes, "drops": k.stats_drops, "errors": k.stats_errors})
+    return {"name": adapter.name, "type": adapter.kind, "fds": adapter.active_fds,
+            "rings": rings, "bindings": []}

@@ -1,0 +1,120 @@
+"""NIOCTXSYNC / NIOCRXSYNC and poll (netmap_ioctl's sync case, netmap_poll).
+
+A sync runs the prologue on each bound ring; a ring the user broke (head
+or cur out of their window, a slot with an invalid buffer index or an
+oversized length in the slots it hands over) is reinitialised instead of
+synced, and poll reports POLLERR for it.  The NIOCxXSYNC ioctls return 0
+all the same, as netmap's do: the client sees the reset ring.
+
+Poll wake-ups: when poll finds nothing ready it leaves the FUSE poll handle
+on the rings it waits for (or on the port, when the binding spans several
+rings of a direction); a driver that moves a ring's hwtail calls
+``adapter.notify(kring)``, which wakes them, and the kernel polls again.
+"""
+
+import errno
+import select
+
+from nmfuse.netmap.abi import lib
+from nmfuse.netmap.kring import RX, TX
+
+POLLIN = select.POLLIN | select.POLLRDNORM
+POLLOUT = select.POLLOUT | select.POLLWRNORM
+POLLERR = select.POLLERR
+
+
+def _handed_over_ok(kring, first: int) -> bool:
+    """Slots [first, rhead) are the ones the user just gave the kernel."""
+    n = kring.num_slots
+    count = (kring.rhead - first) % n
+    if not count:
+        return True
+    mem = kring.adapter.mem
+    return lib.nmh_slots_check(kring.ring.slot, n, first, count, mem.bufs.objtotal, mem.buf_size) < 0
+
+
+def txsync_ring(kring) -> bool:
+    """One TX ring: prologue, driver sync, finalize.  False on a reinit."""
+    old_head = kring.rhead
+    if not kring.txsync_prologue() or not _handed_over_ok(kring, old_head):
+        _reinit(kring)
+        return False
+    if kring.adapter.txsync(kring) == 0:
+        kring.finalize()
+        return True
+    return False
+
+
+def rxsync_ring(kring) -> bool:
+    """One RX ring: prologue, driver sync, finalize, timestamp.  False on a reinit."""
+    if not kring.rxsync_prologue() or not _handed_over_ok(kring, kring.hwcur):
+        _reinit(kring)
+        ok = False
+    else:
+        ok = kring.adapter.rxsync(kring) == 0
+        if ok:
+            kring.finalize()
+    kring.timestamp()
+    return ok
+
+
+def _reinit(kring) -> None:
+    if not kring.reinit(kring.adapter.mem.bufs):
+        # pointers were in range but slots were not: give the batch back
+        ring = kring.ring
+        ring.head = ring.cur = kring.rhead = kring.rcur = kring.hwcur
+        ring.tail = kring.rtail = kring.hwtail
+
+
+def ioctl_sync(binding, direction: int) -> int:
+    """NIOCTXSYNC (TX) or NIOCRXSYNC (RX) on every bound ring."""
+    if not binding.registered:
+        return errno.ENXIO
+    if binding.csb is not None:
+        return errno.EBUSY
+    sync = txsync_ring if direction == TX else rxsync_ring
+    for kring in binding.krings(direction):
+        sync(kring)
+    return 0
+
+
+def poll(binding, events: int, kh: int | None) -> int:
+    """netmap_poll: sync as netmap does and report readiness."""
+    if not binding.registered or binding.csb is not None:
+        return POLLERR
+    revents = 0
+    want_tx = events & POLLOUT
+    want_rx = events & POLLIN
+
+    if binding.txpoll or want_tx:
+        for kring in binding.krings(TX):
+            if not want_tx and kring.ring.head == kring.hwcur:
+                continue
+            if not txsync_ring(kring):
+                revents |= POLLERR
+            if kring.rcur != kring.rtail:
+                revents |= want_tx
+                want_tx = 0
+
+    if want_rx:
+        for kring in binding.krings(RX):
+            if not rxsync_ring(kring):
+                revents |= POLLERR
+            if kring.rcur != kring.rtail:
+                revents |= want_rx
+        if revents & POLLIN:
+            want_rx = 0
+
+    if kh is not None and (want_tx or want_rx):
+        _wait(binding, kh, want_tx, want_rx)
+    return revents
+
+
+def _wait(binding, kh: int, want_tx: int, want_rx: int) -> None:
+    adapter = binding.adapter
+    binding.poll_handles.add(kh)
+    for direction, wanted in ((TX, want_tx), (RX, want_rx)):
+        if not wanted:
+            continue
+        for kring in binding.krings(direction):
+            kring.waiters.add(kh)
