@@ -3,7 +3,8 @@
 A sync runs the prologue on each bound ring; a ring the user broke (head
 or cur out of their window, a slot with an invalid buffer index or an
 oversized length in the slots it hands over) is reinitialised instead of
-synced, and poll reports POLLERR for it.  The NIOCxXSYNC ioctls return 0
+synced: bad slots are cleared and head/cur/tail return to the kernel's
+view, and poll reports POLLERR for it.  The NIOCxXSYNC ioctls return 0
 all the same, as netmap's do: the client sees the reset ring.
 
 Poll wake-ups: when poll finds nothing ready it leaves the FUSE poll handle
@@ -59,11 +60,13 @@ def rxsync_ring(kring) -> bool:
 
 
 def _reinit(kring) -> None:
-    if not kring.reinit(kring.adapter.mem.bufs):
-        # pointers were in range but slots were not: give the batch back
-        ring = kring.ring
-        ring.head = ring.cur = kring.rhead = kring.rcur = kring.hwcur
-        ring.tail = kring.rtail = kring.hwtail
+    # netmap keeps in-range pointers the user wrote ("probably wrong to trust
+    # userspace", says its source); we always fall back to the kernel's
+    # hwcur/hwtail, so a refused batch is never half-sent later.
+    kring.reinit(kring.adapter.mem.bufs)
+    ring = kring.ring
+    ring.head = ring.cur = kring.rhead = kring.rcur = kring.hwcur
+    ring.tail = kring.rtail = kring.hwtail
 
 
 def ioctl_sync(binding, direction: int) -> int:
