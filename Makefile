@@ -27,7 +27,7 @@ clients/bin/%: clients/%.c $(wildcard clients/*.h) $(ABI_H)
 	$(CC) $(CFLAGS) -Inmfuse/netmap -Iclients -o $@ $< -lpthread
 
 bench-bins: $(BENCH_BINS)
-bench/bin/%: bench/%.c $(ABI_H)
+bench/bin/%: bench/%.c $(wildcard clients/*.h) $(ABI_H)
 	@mkdir -p bench/bin
 	$(CC) $(CFLAGS) -Inmfuse/netmap -Iclients -o $@ $< -lpthread
 
