@@ -26,12 +26,12 @@ def _parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("mount", help="serve PATH in the foreground until SIGINT/SIGTERM")
     m.add_argument("path", nargs="?", default=DEFAULT_PATH)
-    m.add_argument("--mode", type=lambda s: int(s, 8), default=0o600, help="file mode, octal (0600)")
-    m.add_argument("--owner", type=_owner, default=(0, 0), metavar="UID[:GID]", help="file owner (0:0)")
-    d = PoolConfig()
-    for name in ("if_num", "if_size", "ring_num", "ring_size", "buf_num", "buf_size"):
-        m.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name),
-                       help=f"memory pool geometry (default {getattr(d, name)})")
+    _mount_options(m)
+
+    r = sub.add_parser("run", help="run COMMAND against a private /dev/netmap, then clean up")
+    r.add_argument("--path", default=DEFAULT_PATH, help="where the device appears inside (/dev/netmap)")
+    _mount_options(r)
+    r.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
 
     u = sub.add_parser("umount", help="stop the daemon serving PATH")
     u.add_argument("path", nargs="?", default=DEFAULT_PATH)
@@ -40,6 +40,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("path", nargs="?", default=DEFAULT_PATH)
     s.add_argument("--json", action="store_true", help="machine-readable output")
     return p
+
+
+def _mount_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mode", type=lambda s: int(s, 8), default=0o600, help="file mode, octal (0600)")
+    p.add_argument("--owner", type=_owner, default=(0, 0), metavar="UID[:GID]", help="file owner (0:0)")
+    d = PoolConfig()
+    for name in ("if_num", "if_size", "ring_num", "ring_size", "buf_num", "buf_size"):
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name),
+                       help=f"memory pool geometry (default {getattr(d, name)})")
 
 
 def main(argv=None) -> int:
@@ -53,9 +62,9 @@ def main(argv=None) -> int:
         return 130
 
 
-def cmd_mount(args) -> int:
-    from nmfuse.daemon import Daemon, MountOptions
-    from nmfuse.dev.channel import DeviceError
+def _options(args):
+    """MountOptions from the command line, or an exit code after a one-line error."""
+    from nmfuse.daemon import MountOptions
 
     if os.geteuid() != 0:
         print("nmfuse: must run as root (mounting a FUSE device needs CAP_SYS_ADMIN)", file=sys.stderr)
@@ -66,12 +75,43 @@ def cmd_mount(args) -> int:
     except ValueError as e:
         print(f"nmfuse: bad pool geometry: {e}", file=sys.stderr)
         return 2
-    options = MountOptions(path=args.path, mode=args.mode, uid=args.owner[0], gid=args.owner[1], pools=pools)
+    return MountOptions(path=args.path, mode=args.mode, uid=args.owner[0], gid=args.owner[1], pools=pools)
+
+
+def cmd_mount(args) -> int:
+    from nmfuse.daemon import Daemon
+    from nmfuse.dev.channel import DeviceError
+
+    options = _options(args)
+    if isinstance(options, int):
+        return options
     try:
-        daemon = Daemon(options)
-        return daemon.run()
+        return Daemon(options).run()
     except DeviceError as e:
         print(f"nmfuse: {e}", file=sys.stderr)
+        return 1
+
+
+def cmd_run(args) -> int:
+    from nmfuse import runner
+    from nmfuse.daemon import Daemon
+    from nmfuse.dev.channel import DeviceError
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        print("nmfuse: run needs a command: nmfuse run [options] -- COMMAND ...", file=sys.stderr)
+        return 2
+    options = _options(args)
+    if isinstance(options, int):
+        return options
+    try:
+        runner.enter_private_mount_namespace()
+        return Daemon(options).run(command)
+    except DeviceError as e:
+        print(f"nmfuse: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"nmfuse: {e.strerror or e}", file=sys.stderr)
         return 1
 
 
@@ -125,4 +165,4 @@ def cmd_umount(args) -> int:
     return 0
 
 
-COMMANDS = {"mount": cmd_mount, "umount": cmd_umount, "status": cmd_status}
+COMMANDS = {"mount": cmd_mount, "run": cmd_run, "umount": cmd_umount, "status": cmd_status}

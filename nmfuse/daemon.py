@@ -7,6 +7,9 @@ Threads:
 * the *main thread* runs trio: signals, the status socket, and later the
   wait on TAP interfaces.  It touches netmap state only under the lock.
 
+Under ``nmfuse run`` the main thread also runs the program and passes its
+exit status through.
+
 Shutdown (SIGINT/SIGTERM, or the mount going away): detach the mount,
 abort the FUSE connection so clients get errors instead of hanging, remove
 what the daemon created, and return.
@@ -32,6 +35,7 @@ from nmfuse.netmap.device import NetmapDevice
 log = logging.getLogger("nmfuse")
 
 RUN_DIR = Path("/run/nmfuse")
+GRACE_SECONDS = 5  # what a program gets after Ctrl-C before it is killed
 
 
 @dataclass(frozen=True)
@@ -78,21 +82,49 @@ class Daemon:
         except Exception:
             log.exception("request loop failed")
 
-    def run(self) -> int:
-        """Start, serve until a signal or unmount, clean up.  Returns an exit code."""
+    def run(self, command: list[str] | None = None) -> int:
+        """Start, serve until a signal or unmount (or, with ``command``,
+        until that program exits), clean up.  Returns an exit code: 0, or
+        the program's (128 + signal if a signal ended it)."""
         self.start()
         log.info("serving %s (%d MiB shared memory)", self.options.path, self.mem.memsize >> 20)
         try:
-            trio.run(self._main)
+            return trio.run(self._main, command)
         finally:
             self.stop()
-        return 0
 
-    async def _main(self) -> None:
+    async def _main(self, command) -> int:
+        code = 0
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._watch_signals, nursery.cancel_scope)
             nursery.start_soon(self._watch_serve_thread, nursery.cancel_scope)
             nursery.start_soon(self._status_server)
+            if command is None:
+                nursery.start_soon(self._watch_signals, nursery.cancel_scope)
+            else:
+                code = await self._run_command(command)
+                nursery.cancel_scope.cancel()
+        return code
+
+    async def _run_command(self, command: list[str]) -> int:
+        """Run the program; Ctrl-C and SIGTERM go to it first, and it gets
+        a grace period to close its ports before it is killed."""
+        env = {**os.environ, "NETMAP_DEVICE": self.options.path}
+        try:
+            proc = await trio.lowlevel.open_process(command, env=env)
+        except OSError as e:
+            log.error("cannot run %s: %s", command[0], e.strerror)
+            return 127
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                async def forward():
+                    async for signum in signals:
+                        proc.send_signal(signum)
+                        await trio.sleep(GRACE_SECONDS)
+                        proc.kill()
+                nursery.start_soon(forward)
+                await proc.wait()
+                nursery.cancel_scope.cancel()
+        return 128 - proc.returncode if proc.returncode < 0 else proc.returncode
 
     async def _watch_signals(self, scope) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
