@@ -1,4 +1,4 @@
-"""The ``nmfuse`` command: mount, umount, status."""
+"""The ``nmfuse`` command: mount, run, umount, status, vale."""
 
 import argparse
 import json
@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run COMMAND against a private /dev/netmap, then clean up")
     r.add_argument("--path", default=DEFAULT_PATH, help="where the device appears inside (/dev/netmap)")
     _mount_options(r)
-    r.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+    r.add_argument("program", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
 
     u = sub.add_parser("umount", help="stop the daemon serving PATH")
     u.add_argument("path", nargs="?", default=DEFAULT_PATH)
@@ -39,6 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", help="ports, bindings and memory of the daemon serving PATH")
     s.add_argument("path", nargs="?", default=DEFAULT_PATH)
     s.add_argument("--json", action="store_true", help="machine-readable output")
+
+    from nmfuse import valectl
+
+    v = sub.add_parser("vale", add_help=False, help="VALE switches: list, create, delete, attach, detach ports",
+                       description="VALE switches through the device's control requests (as netmap's vale-ctl)")
+    valectl.add_arguments(v)
     return p
 
 
@@ -97,7 +103,7 @@ def cmd_run(args) -> int:
     from nmfuse.daemon import Daemon
     from nmfuse.dev.channel import DeviceError
 
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    command = args.program[1:] if args.program[:1] == ["--"] else args.program
     if not command:
         print("nmfuse: run needs a command: nmfuse run [options] -- COMMAND ...", file=sys.stderr)
         return 2
@@ -165,4 +171,10 @@ def cmd_umount(args) -> int:
     return 0
 
 
-COMMANDS = {"mount": cmd_mount, "run": cmd_run, "umount": cmd_umount, "status": cmd_status}
+def cmd_vale(args) -> int:
+    from nmfuse import valectl
+
+    return valectl.run(args)
+
+
+COMMANDS = {"mount": cmd_mount, "run": cmd_run, "umount": cmd_umount, "status": cmd_status, "vale": cmd_vale}

@@ -10,7 +10,9 @@ import errno
 import logging
 
 from nmfuse.netmap import binding as regif
+from nmfuse.netmap import vale_ctl
 from nmfuse.netmap.abi import NETMAP_MAX_API, NETMAP_MIN_API, OptType, RegFlag, RegMode, ReqType, ffi
+from nmfuse.netmap.kring import RX, TX
 from nmfuse.netmap.request import Request, RequestError, copyin, copyout, new_header
 
 log = logging.getLogger("nmfuse.netmap")
@@ -144,11 +146,6 @@ def ctrl_port_hdr_get(core, binding, req: Request) -> None:
     adapter.put()
 
 
-def ctrl_vale(core, binding, req: Request) -> None:
-    # No VALE switch exists yet: netmap's answer for a port it cannot find.
-    raise OSError(errno.ENXIO, "no VALE switch or port by that name")
-
-
 def ctrl_csb_enable(core, binding, req: Request) -> None:
     csb = req.option(OptType.CSB)
     if csb is None:
@@ -158,7 +155,12 @@ def ctrl_csb_enable(core, binding, req: Request) -> None:
         raise OSError(csb.status, "CSB refused")
 
 
+KLOOP_MAX_SLEEP_US = 1_000_000
+
+
 def ctrl_sync_kloop_start(core, binding, req: Request) -> None:
+    if req.body.sleep_us > KLOOP_MAX_SLEEP_US:
+        raise OSError(errno.EINVAL, "sleep_us too large")
     if not binding.registered:
         raise OSError(errno.ENXIO, "not registered")
     if binding.csb is None:
@@ -174,17 +176,27 @@ def ctrl_sync_kloop_stop(core, binding, req: Request) -> None:
 def _csb_validate(binding, opt, mem) -> int:
     """netmap_csb_validate: returns the option status."""
     o = opt.struct()
-    nrings = sum(binding.qlast[d] - binding.qfirst[d] for d in (0, 1))
+    nrings = sum(binding.qlast[d] - binding.qfirst[d] for d in (TX, RX))
     if nrings <= 0:
         return 0
     if not binding.flags & RegFlag.EXCLUSIVE:
         return errno.EINVAL
     atok, ktoa = o.csb_atok, o.csb_ktoa
-    if atok % 64 or ktoa % 64:  # each entry is 64 bytes
+    entry = ffi.sizeof("struct nm_csb_atok")
+    if atok % entry or ktoa % entry:
         return errno.EINVAL
     try:
-        mem.read(atok, nrings * 64)
-        mem.write(ktoa, bytes(nrings * 64))
+        mem.read(atok, nrings * entry)
+        mem.write(ktoa, bytes(nrings * entry))
+        # Initialise one entry per bound ring, TX rings first, from the kernel's view.
+        kring_list = list(binding.krings(TX)) + list(binding.krings(RX))
+        for i, kring in enumerate(kring_list):
+            a = ffi.new("struct nm_csb_atok *", {"head": kring.rhead, "cur": kring.rcur,
+                                                 "appl_need_kick": 1, "sync_flags": 1})
+            k = ffi.new("struct nm_csb_ktoa *", {"hwcur": kring.hwcur, "hwtail": kring.hwtail,
+                                                 "kern_need_kick": 1})
+            mem.write(atok + i * entry, bytes(ffi.buffer(a)))
+            mem.write(ktoa + i * entry, bytes(ffi.buffer(k)))
     except OSError as e:
         return e.errno or errno.EFAULT
     binding.csb = (atok, ktoa)
@@ -194,15 +206,15 @@ def _csb_validate(binding, opt, mem) -> int:
 HANDLERS = {
     ReqType.REGISTER: ctrl_register,
     ReqType.PORT_INFO_GET: ctrl_port_info_get,
-    ReqType.VALE_ATTACH: ctrl_vale,
-    ReqType.VALE_DETACH: ctrl_vale,
-    ReqType.VALE_LIST: ctrl_vale,
+    ReqType.VALE_ATTACH: vale_ctl.ctrl_vale_attach,
+    ReqType.VALE_DETACH: vale_ctl.ctrl_vale_detach,
+    ReqType.VALE_LIST: vale_ctl.ctrl_vale_list,
     ReqType.PORT_HDR_SET: ctrl_port_hdr_set,
     ReqType.PORT_HDR_GET: ctrl_port_hdr_get,
-    ReqType.VALE_NEWIF: ctrl_vale,
-    ReqType.VALE_DELIF: ctrl_vale,
-    ReqType.VALE_POLLING_ENABLE: ctrl_vale,
-    ReqType.VALE_POLLING_DISABLE: ctrl_vale,
+    ReqType.VALE_NEWIF: vale_ctl.ctrl_vale_newif,
+    ReqType.VALE_DELIF: vale_ctl.ctrl_vale_delif,
+    ReqType.VALE_POLLING_ENABLE: vale_ctl.ctrl_vale_polling,
+    ReqType.VALE_POLLING_DISABLE: vale_ctl.ctrl_vale_polling,
     ReqType.POOLS_INFO_GET: ctrl_pools_info_get,
     ReqType.SYNC_KLOOP_START: ctrl_sync_kloop_start,
     ReqType.SYNC_KLOOP_STOP: ctrl_sync_kloop_stop,

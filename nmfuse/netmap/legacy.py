@@ -90,9 +90,13 @@ def _from_legacy(nmr, cmd: int) -> Request:
                             RegMode.ALL_NIC: lib.NETMAP_POLLING_MODE_SINGLE_CPU}.get(mode, 0)
             body.nr_first_cpu_id = nmr.nr_ringid & NETMAP_RING_MASK
             body.nr_num_polling_cpus = nmr.nr_arg1
-        else:
-            # passthrough host commands and unknown ones: no request to run
+        elif sub in (LegacyCmd.PT_HOST_CREATE, LegacyCmd.PT_HOST_DELETE):
+            # passthrough host ports: netmap builds no request (its ENOMEM)
             raise OSError(errno.ENOMEM, f"legacy command {sub} not supported")
+        else:
+            # BDG_REGOPS, BDG_LIST through NIOCREGIF, unknown: netmap leaves
+            # the request type 0, which NIOCCTRL refuses
+            raise OSError(errno.EINVAL, f"legacy command {sub} not supported")
     elif nmr.nr_cmd == LegacyCmd.BDG_LIST:
         hdr.nr_reqtype = ReqType.VALE_LIST
         body = new_body(ReqType.VALE_LIST)

@@ -307,6 +307,22 @@ struct nmreq_opt_offsets {
     uint64_t nro_min_gap;
 };
 
+/* CSB mode: one entry per bound ring in the application's memory, TX rings first. */
+struct nm_csb_atok {
+    uint32_t head;
+    uint32_t cur;
+    uint32_t appl_need_kick;
+    uint32_t sync_flags;
+    uint32_t pad[12];
+};
+
+struct nm_csb_ktoa {
+    uint32_t hwcur;
+    uint32_t hwtail;
+    uint32_t kern_need_kick;
+    uint32_t pad[13];
+};
+
 /* Legacy request of NIOCREGIF / NIOCGINFO. */
 struct nmreq {
     char nr_name[16];
