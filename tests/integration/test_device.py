@@ -1,0 +1,105 @@
+"""Issue: the device. A real mount driven by the project's C conformance
+client and by a Python client; robustness against garbage and killed
+clients; the CLI's one-line errors."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.integration.conftest import Mount, client
+from tests.integration.pyclient import Port
+from nmfuse.netmap.abi import RegMode
+
+
+def test_conformance_client_passes_every_check(mount):
+    res = mount.run(client("nm-ctltest"), check=False)
+    assert res.returncode == 0, res.stdout + res.stderr + mount.output()
+    assert " 0 failed" in res.stdout
+
+
+def test_stat_shows_a_regular_file_with_the_configured_mode(mount):
+    st = os.stat(mount.path)
+    assert oct(st.st_mode) == oct(0o100600) and st.st_uid == 0
+
+
+def test_status_reports_ports_and_bindings(mount):
+    port = Port(mount.path, "st{1", nr_extra_bufs=4)
+    try:
+        report = mount.status()
+        names = {p["name"]: p for p in report["ports"]}
+        assert names["st{1"]["fds"] == 1 and names["st{1"]["type"] == "pipe"
+        assert names["st{1"]["bindings"][0]["pid"] == os.getpid()
+        text = mount.run(sys.executable, "-m", "nmfuse", "status", mount.path).stdout
+        assert "port st{1 (pipe)" in text
+    finally:
+        port.close()
+    assert mount.status()["ports"] == []
+
+
+def test_killed_client_frees_bindings_and_extra_buffers(mount):
+    before = mount.status()["pools"]["buf"]["used"]
+    code = (
+        "import time, sys; sys.path.insert(0, %r)\n"
+        "from tests.integration.pyclient import Port\n"
+        "p = Port(%r, 'kill{1', nr_extra_bufs=100)\n"
+        "print('ready', flush=True); time.sleep(60)\n"
+    ) % (os.getcwd(), mount.path)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    during = mount.status()
+    assert during["pools"]["buf"]["used"] >= before + 100
+    assert any(p["name"] == "kill{1" for p in during["ports"])
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while mount.status()["ports"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    after = mount.status()
+    assert after["ports"] == [] and after["pools"]["buf"]["used"] == before
+    assert after["open_files"] == 0
+
+
+def test_garbage_requests_leave_the_daemon_serving(mount):
+    res = mount.run(client("nm-ctltest"), "-s", "7", "fuzz", check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    port = Port(mount.path, "n", mode=RegMode.NULL, mem_id=1, nr_tx_rings=1, nr_tx_slots=8)
+    port.txsync()
+    port.close()
+    assert mount.proc.poll() is None
+
+
+def test_second_mount_on_the_same_path_is_refused_in_one_line(mount):
+    res = subprocess.run([sys.executable, "-m", "nmfuse", "mount", mount.path], capture_output=True, text=True,
+                         timeout=30)
+    assert res.returncode != 0
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "already served" in lines[0]
+
+
+def test_not_root_is_refused_in_one_line(tmp_path):
+    if subprocess.run(["which", "setpriv"], capture_output=True).returncode:
+        pytest.skip("setpriv is not installed")
+    res = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                          sys.executable, "-m", "nmfuse", "mount", str(tmp_path / "x")],
+                         capture_output=True, text=True, timeout=30)
+    assert res.returncode != 0
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "root" in lines[0]
+
+
+def test_sigterm_with_a_client_still_open_gives_it_an_error(tmp_path):
+    m = Mount(str(tmp_path / "netmap"))
+    fd = os.open(m.path, os.O_RDWR)
+    try:
+        assert m.stop() == 0
+        with pytest.raises(OSError):
+            os.fstat(fd)
+            import fcntl
+            fcntl.ioctl(fd, 0x6994)
+    finally:
+        os.close(fd)
+    assert not os.path.exists(m.path) or os.stat(m.path).st_size == 0
