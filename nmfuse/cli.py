@@ -48,7 +48,19 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _tap_spec(text: str) -> tuple[str, int]:
+    from nmfuse.drivers.tap import parse_spec
+
+    try:
+        return parse_spec(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _mount_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tap", action="append", type=_tap_spec, default=[], metavar="NAME[:QUEUES]",
+                   help="create TAP interface NAME (QUEUES queues, default 1) as port netmap:NAME "
+                        "for the daemon's life; repeatable")
     p.add_argument("--mode", type=lambda s: int(s, 8), default=0o600, help="file mode, octal (0600)")
     p.add_argument("--owner", type=_owner, default=(0, 0), metavar="UID[:GID]", help="file owner (0:0)")
     d = PoolConfig()
@@ -81,12 +93,13 @@ def _options(args):
     except ValueError as e:
         print(f"nmfuse: bad pool geometry: {e}", file=sys.stderr)
         return 2
-    return MountOptions(path=args.path, mode=args.mode, uid=args.owner[0], gid=args.owner[1], pools=pools)
+    return MountOptions(path=args.path, mode=args.mode, uid=args.owner[0], gid=args.owner[1], pools=pools,
+                        taps=tuple(args.tap))
 
 
 def cmd_mount(args) -> int:
     from nmfuse.daemon import Daemon
-    from nmfuse.dev.channel import DeviceError
+    from nmfuse.dev import DeviceError
 
     options = _options(args)
     if isinstance(options, int):
@@ -96,12 +109,15 @@ def cmd_mount(args) -> int:
     except DeviceError as e:
         print(f"nmfuse: {e}", file=sys.stderr)
         return 1
+    except OSError as e:
+        print(f"nmfuse: {e.strerror or e}", file=sys.stderr)
+        return 1
 
 
 def cmd_run(args) -> int:
     from nmfuse import runner
     from nmfuse.daemon import Daemon
-    from nmfuse.dev.channel import DeviceError
+    from nmfuse.dev import DeviceError
 
     command = args.program[1:] if args.program[:1] == ["--"] else args.program
     if not command:

@@ -110,8 +110,11 @@ def register(binding: Binding, adapter, reg, offsets_opt=None) -> None:
                 adapter.krings_create()
                 undo.callback(lambda: adapter.active_fds == 0 and adapter.krings_delete())
             _krings_get(binding)
-            undo.callback(_krings_put, binding)
+            # LIFO: the users go first, then the rings they no longer need,
+            # then the buffers nobody holds
+            undo.callback(adapter.mem.sweep)
             undo.callback(adapter.rings_delete)
+            undo.callback(_krings_put, binding)
             adapter.rings_create()
             if offsets_opt is not None:
                 _offsets_init(binding, offsets_opt)
@@ -141,6 +144,7 @@ def unregister(binding: Binding) -> None:
         _forget_poller(binding)
         _krings_put(binding)
         if adapter.active_fds == 0:
+            adapter.monitors_stop()
             adapter.register(False)
         adapter.rings_delete()
         _if_delete(binding)

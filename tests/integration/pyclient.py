@@ -7,7 +7,16 @@ import fcntl
 import mmap
 import os
 
+import cffi
+
 from nmfuse.netmap.abi import Ioctl, RegMode, ReqType, ffi
+
+# Python's mmap module refuses lengths beyond st_size, and the device (like
+# netmap's) has no size: map through libc, as a C client does.
+_libc_ffi = cffi.FFI()
+_libc_ffi.cdef("void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset);"
+               "int munmap(void *addr, size_t length);")
+_libc = _libc_ffi.dlopen(None)
 
 
 def _addr(cdata) -> int:
@@ -27,8 +36,13 @@ class Port:
         hdr.nr_body = _addr(self.reg)
         buf = bytearray(ffi.buffer(hdr))
         fcntl.ioctl(self.fd, Ioctl.NIOCCTRL, buf)
-        self.map = mmap.mmap(self.fd, self.reg.nr_memsize, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        self.base = ffi.cast("char *", ffi.from_buffer(self.map))
+        self.size = self.reg.nr_memsize
+        addr = _libc.mmap(_libc_ffi.NULL, self.size, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED,
+                          self.fd, 0)
+        if int(_libc_ffi.cast("intptr_t", addr)) == -1:
+            raise OSError(_libc_ffi.errno, "mmap of the device failed")
+        self._addr = addr
+        self.base = ffi.cast("char *", int(_libc_ffi.cast("uintptr_t", addr)))
         self.nifp = ffi.cast("struct netmap_if *", self.base + self.reg.nr_offset)
 
     def txring(self, i=0):
@@ -38,10 +52,10 @@ class Port:
         n = self.nifp.ni_tx_rings + self.nifp.ni_host_tx_rings
         return ffi.cast("struct netmap_ring *", ffi.cast("char *", self.nifp) + self.nifp.ring_ofs[n + i])
 
-    def buf(self, ring, idx) -> memoryview:
-        start = int(ffi.cast("uintptr_t", ring)) - int(ffi.cast("uintptr_t", self.base)) + ring.buf_ofs
-        start += idx * ring.nr_buf_size
-        return memoryview(self.map)[start:start + ring.nr_buf_size]
+    def buf(self, ring, idx):
+        """The bytes of buffer ``idx`` (a cffi buffer)."""
+        start = ffi.cast("char *", ring) + ring.buf_ofs + idx * ring.nr_buf_size
+        return ffi.buffer(start, ring.nr_buf_size)
 
     def txsync(self):
         fcntl.ioctl(self.fd, Ioctl.NIOCTXSYNC)
@@ -51,8 +65,5 @@ class Port:
 
     def close(self):
         self.nifp = self.base = None
-        try:
-            self.map.close()
-        except BufferError:
-            pass
+        _libc.munmap(self._addr, self.size)
         os.close(self.fd)

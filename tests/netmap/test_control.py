@@ -183,6 +183,8 @@ def test_offsets_option(h):
         opt = h.option(OptType.OFFSETS, ctype="struct nmreq_opt_offsets", **fields)
         assert h.register(fh, options=opt, **geometry)[0] == errno.EINVAL
         assert h.option_status(opt) == errno.EINVAL
+        stats = h.mem.statistics()
+        assert stats["ring"].used == stats["buf"].used == stats["if"].used == 0, "a refused register leaks nothing"
     opt = h.option(OptType.OFFSETS, ctype="struct nmreq_opt_offsets", nro_max_offset=256, nro_initial_offset=64)
     err, reg, _ = h.register(fh, options=opt, **geometry)
     assert err == 0 and h.option_status(opt) == 0
