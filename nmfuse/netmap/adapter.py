@@ -71,6 +71,17 @@ class Adapter:
     def destroy(self) -> None:
         """The last reference is gone."""
 
+    def poll_wait(self, kring: Kring) -> None:
+        """A poller now waits on ``kring`` (its handle is in kring.waiters).
+        A driver whose frames arrive on their own arms its wake-up here;
+        drivers moved only by syncs need nothing."""
+
+    def forward_up(self, kring: Kring) -> None:
+        """Transparent mode: give the host stack the frames released on
+        hardware RX ring ``kring`` [hwcur, rhead) whose slot has NS_FORWARD,
+        clearing the flag (see netmap/forward.py).  Asked only of adapters
+        with host rings."""
+
     # -- shared machinery ------------------------------------------------
 
     def nrings(self, d: int) -> int:
@@ -140,6 +151,11 @@ class Adapter:
         kring.ring_offset = offset
 
     def notify(self, kring: Kring) -> None:
+        """``kring`` moved (netmap's nm_notify): run its notify callback,
+        which wakes its pollers unless a monitor or a switch took it over."""
+        kring.nm_notify(kring)
+
+    def wake_pollers(self, kring: Kring) -> None:
         """Wake the pollers of ``kring`` and of its whole direction."""
         wake = self.core.wake
         if kring.waiters:
@@ -150,6 +166,13 @@ class Adapter:
             for kh in self.waiters:
                 wake(kh)
             self.waiters.clear()
+
+    def monitors_stop(self) -> None:
+        """The port leaves netmap mode: its monitors lose it (netmap_monitor_stop)."""
+        for d in DIRECTIONS:
+            for kring in self.krings[d] if self.krings else ():
+                if kring.mon is not None:
+                    kring.mon.stop(kring)
 
     def info(self) -> dict:
         """Geometry as the REGISTER / PORT_INFO_GET bodies report it."""

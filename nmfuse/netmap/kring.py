@@ -19,6 +19,13 @@ rhead/rcur/rtail are the values the kernel last accepted.  A prologue
 checks the user's head/cur against them; a nonsensical ring (head outside
 its window, cur behind head, ...) is refused and reinitialised, never
 trusted.
+
+Each kring carries netmap's two callbacks, ``nm_sync(kring)`` (the
+adapter's txsync or rxsync) and ``nm_notify(kring)`` (what ``notify``
+runs: by default, waking the pollers).  Whoever must see a ring's traffic
+without being its driver (a monitor, a switch wrapping a port) replaces
+them and calls the saved ones, as netmap does; ``mon`` holds a monitor's
+state for the ring.
 """
 
 import time
@@ -42,7 +49,7 @@ class Kring:
         "ring", "ring_offset", "hwcur", "hwtail", "rhead", "rcur", "rtail",
         "users", "exclusive", "need_ring", "offset_mask", "offset_max", "offset_gap",
         "waiters", "peer", "pipe_tail", "stats_packets", "stats_bytes", "stats_drops", "stats_errors",
-        "__weakref__",
+        "nm_sync", "nm_notify", "mon", "__weakref__",
     )
 
     def __init__(self, adapter, direction: int, index: int, num_slots: int, host: bool = False):
@@ -62,6 +69,9 @@ class Kring:
         self.peer = None
         self.pipe_tail = 0
         self.stats_packets = self.stats_bytes = self.stats_drops = self.stats_errors = 0
+        self.nm_sync = adapter.txsync if direction == TX else adapter.rxsync
+        self.nm_notify = adapter.wake_pollers
+        self.mon = None              # monitor state (nmfuse.drivers.monitor)
         self.reset_pointers()
 
     def reset_pointers(self) -> None:
