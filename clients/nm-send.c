@@ -61,22 +61,6 @@ static void usage(void)
     exit(2);
 }
 
-static int parse_mac(const char *s, unsigned char mac[6])
-{
-    unsigned v[6];
-    int i, n = 0;
-
-    if (sscanf(s, "%x:%x:%x:%x:%x:%x%n", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &n) != 6 ||
-        s[n] != '\0')
-        return -1;
-    for (i = 0; i < 6; i++) {
-        if (v[i] > 0xff)
-            return -1;
-        mac[i] = (unsigned char)v[i];
-    }
-    return 0;
-}
-
 static double seconds_since(uint64_t t0)
 {
     return (double)(nmp_now_ns() - t0) / 1e9;
@@ -275,8 +259,8 @@ int main(int argc, char **argv)
         case 'L': flags |= NMP_LEGACY; break;
         case 'p': s.seed = strtoull(optarg, NULL, 0); break;
         case 'T': s.duration = atof(optarg); break;
-        case 'D': if (parse_mac(optarg, s.dst) < 0) usage(); break;
-        case 'S': if (parse_mac(optarg, s.src) < 0) usage(); break;
+        case 'D': if (nmp_parse_mac(optarg, s.dst) < 0) usage(); break;
+        case 'S': if (nmp_parse_mac(optarg, s.src) < 0) usage(); break;
         case 'e': s.ethertype = (uint16_t)strtoul(optarg, NULL, 0); break;
         case 'F': s.frag = (unsigned)strtoul(optarg, NULL, 0); break;
         case 'E': s.extra = (unsigned)strtoul(optarg, NULL, 0); break;

@@ -864,6 +864,23 @@ static inline int nmp_frame_pattern_ok(const unsigned char *f, size_t len, uint6
 /* ------------------------------------------------------------------ */
 /* Shared bits of the tools                                            */
 
+/* Parse "aa:bb:cc:dd:ee:ff" into mac[6]; returns 0, or -1 (mac untouched). */
+static inline int nmp_parse_mac(const char *s, unsigned char mac[6])
+{
+    unsigned v[6];
+    int i, n = 0;
+
+    if (sscanf(s, "%x:%x:%x:%x:%x:%x%n", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &n) != 6 ||
+        s[n] != '\0')
+        return -1;
+    for (i = 0; i < 6; i++)
+        if (v[i] > 0xff)
+            return -1;
+    for (i = 0; i < 6; i++)
+        mac[i] = (unsigned char)v[i];
+    return 0;
+}
+
 /* Set by SIGINT/SIGTERM once nmp_catch_stop_signals() ran. */
 static inline volatile sig_atomic_t *nmp_stop_flag(void)
 {

@@ -4,8 +4,9 @@ Threads:
 * the *request thread* runs the device layer's blocking serve loop; every
   open/ioctl/poll/release is answered there, synchronously, under the core
   lock (netmap's syscalls never block, so neither does a request);
-* the *main thread* runs trio: signals, the status socket, and later the
-  wait on TAP interfaces.  It touches netmap state only under the lock.
+* the *main thread* runs trio: signals, the status socket, and the wait
+  on TAP interfaces (``tap.run_waiters``).  It touches netmap state only
+  under the lock.
 
 Under ``nmfuse run`` the main thread also runs the program and passes its
 exit status through.
@@ -28,6 +29,7 @@ import trio
 from nmfuse.dev.channel import FuseChannel
 from nmfuse.dev.session import Session
 from nmfuse.dev.usermem import UserMemory
+from nmfuse.drivers import tap
 from nmfuse.mem import MemoryAllocator, PoolConfig
 from nmfuse.netmap.core import Core
 from nmfuse.netmap.device import NetmapDevice
@@ -45,6 +47,7 @@ class MountOptions:
     uid: int = 0
     gid: int = 0
     pools: PoolConfig = PoolConfig()
+    taps: tuple[tuple[str, int], ...] = ()   # (name, queues) of --tap
 
 
 def runtime_key(path: str) -> str:
@@ -71,8 +74,14 @@ class Daemon:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Mount and answer INIT.  Raises the device layer's DeviceError."""
-        self.session.start(self.options.path)
+        """Create the TAP interfaces, mount and answer INIT.  Raises OSError
+        (a TAP) or the device layer's DeviceError; then nothing is left."""
+        tap.create_ports(self.core, self.options.taps)
+        try:
+            self.session.start(self.options.path)
+        except BaseException:
+            tap.delete_ports(self.core)
+            raise
         self._thread = threading.Thread(target=self._serve, name="nmfuse-requests", daemon=True)
         self._thread.start()
 
@@ -98,6 +107,7 @@ class Daemon:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watch_serve_thread, nursery.cancel_scope)
             nursery.start_soon(self._status_server)
+            nursery.start_soon(tap.run_waiters, self.core)
             if command is None:
                 nursery.start_soon(self._watch_signals, nursery.cancel_scope)
             else:
@@ -166,5 +176,7 @@ class Daemon:
             self.session.shutdown()
         except Exception:
             log.exception("shutdown of the FUSE session")
+        with self.core.lock:
+            tap.delete_ports(self.core)
         status_socket(self.options.path).unlink(missing_ok=True)
 

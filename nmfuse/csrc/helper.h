@@ -57,3 +57,193 @@ uint32_t nmh_pipe_forward(struct netmap_slot *tx, struct netmap_slot *rx, uint32
  * the buffers the receiver holds now), clearing NS_BUF_CHANGED on rx. */
 void nmh_pipe_release(struct netmap_slot *rx, struct netmap_slot *tx, uint32_t n,
                       uint32_t from, uint32_t count);
+
+/* ---- VALE switch (netmap_vale.c): per-frame forwarding ----
+ *
+ * The switch state the forwarding loop needs lives in C: the learning
+ * table and, per bridge port, the RX rings the switch may fill.  The
+ * daemon keeps these structs in step with its krings (ring pointers,
+ * hwcur written by the port's rxsync); the loop below owns hwtail.
+ * All rings and buffers are in the one memory region, described once per
+ * bridge (bufs, buf_size, objtotal).
+ */
+#define NMH_VALE_MAXPORTS 254
+#define NMH_VALE_MAXRINGS 16
+#define NMH_VALE_HASH 1024
+#define NMH_VALE_BROADCAST 254
+#define NMH_VALE_NOPORT 255
+
+/* An RX ring of a bridge port, as the switch fills it. */
+struct nmh_vale_ring {
+    struct netmap_slot *slot;   /* NULL: no ring (not bound), frames for it are dropped */
+    uint32_t num_slots;
+    uint32_t hwcur;             /* the port's: slots before it are free again */
+    uint32_t hwtail;            /* the switch's: the next slot it fills */
+    uint32_t mark;              /* scratch of one flush: 1 listed, 2 full */
+    uint64_t offset_mask;
+    uint64_t delivered;         /* frames written */
+    uint64_t dropped;           /* frames refused for want of room */
+};
+
+struct nmh_vale_port {
+    uint32_t num_rx;            /* RX rings the switch may fill; 0: not in netmap mode */
+    uint32_t virt_hdr_len;
+    uint64_t last_smac;         /* the last source address learned from this port */
+    struct nmh_vale_ring rx[16];
+};
+
+struct nmh_vale_ht_ent {
+    uint64_t mac;
+    uint32_t port;
+    uint32_t pad;
+};
+
+struct nmh_vale_bridge {
+    char *bufs;                 /* buffer 0 of the region */
+    uint32_t buf_size;
+    uint32_t objtotal;
+    uint32_t active;            /* ports in port_index[0, active) */
+    uint32_t nmarked;           /* scratch */
+    uint32_t port_index[254];
+    struct nmh_vale_port *ports[254];  /* NULL: no port at this index */
+    struct nmh_vale_ht_ent ht[1024];
+    uint16_t marked[4096];      /* scratch: rings marked during a flush */
+};
+
+/* The source TX ring of a flush. */
+struct nmh_vale_src {
+    struct netmap_slot *slot;
+    uint32_t num_slots;
+    uint32_t ring_nr;           /* unicast goes to the RX ring of this index */
+    uint64_t offset_mask;
+};
+
+/* netmap's hash of a MAC address into the learning table (its bucket). */
+uint32_t nmh_vale_hash(const uint8_t *mac);
+
+/* Switch slots [from, from+count) of a source ring of port `me`: learn the
+ * source address of each frame, look up its destination (flooding
+ * broadcast and unknown unicast, never back to `me`), and copy it into the
+ * destination RX rings that have room for the whole frame.  Clears
+ * NS_BUF_CHANGED on the source slots.  Writes to out[] one entry
+ * (port << 4 | ring) per destination ring that got frames or was found
+ * full, and returns how many. */
+uint32_t nmh_vale_flush(struct nmh_vale_bridge *b, uint32_t me, const struct nmh_vale_src *src,
+                        uint32_t from, uint32_t count, uint16_t *out);
+
+/* ---- monitors (netmap_monitor.c) ---- */
+
+/* Copy monitor: copy the frames of slots [first, first+count) of a
+ * monitored ring (modulo n) into a monitor ring from its hwtail on,
+ * keeping the newest when room is short; each copy gets the source flags
+ * with NS_TXMON replaced by txmon.  Returns the monitor ring's new hwtail. */
+uint32_t nmh_mon_copy(const char *bufs, uint32_t buf_size, uint32_t objtotal,
+                      const struct netmap_slot *slot, uint32_t n, uint64_t mask,
+                      uint32_t first, uint32_t count,
+                      struct netmap_slot *mslot, uint32_t mn, uint64_t mmask,
+                      uint32_t mhwcur, uint32_t mhwtail, uint16_t txmon);
+
+/* Zero-copy monitor: swap buffer index and length of slots [beg, beg+count)
+ * of a monitored ring with the monitor ring's from its hwtail on (keeping
+ * the newest when room is short), marking the monitored slots
+ * NS_BUF_CHANGED.  Returns the monitor ring's new hwtail. */
+uint32_t nmh_mon_swap(struct netmap_slot *slot, uint32_t n, uint32_t beg, uint32_t count,
+                      struct netmap_slot *mslot, uint32_t mn, uint32_t mhwcur, uint32_t mhwtail,
+                      uint16_t txmon);
+
+/* ------------------------------------------------------------------ */
+/* TAP queues (the TAP driver).  The kernel's structs and ioctl numbers
+ * (struct ifreq, TUNSETIFF, ...) stay in C; Python sees these calls.  The
+ * fd-level calls return 0 (or an fd) on success and -errno on failure. */
+
+/* struct virtio_net_hdr (linux/virtio_net.h): what PORT_HDR_SET 10 puts
+ * before each frame; 12 adds a 16-bit num_buffers after it. */
+struct nmh_vnet_hdr {
+    uint8_t flags;
+    uint8_t gso_type;
+    uint16_t hdr_len;
+    uint16_t gso_size;
+    uint16_t csum_start;
+    uint16_t csum_offset;
+};
+
+/* Open a queue of the TAP interface `name` (creating it if it does not
+ * exist), non-blocking, close-on-exec, without packet information;
+ * multi_queue adds IFF_MULTI_QUEUE, vnet_hdr IFF_VNET_HDR (which the
+ * interface takes only from its first queue attached). */
+int nmh_tap_open(const char *name, int multi_queue, int vnet_hdr);
+
+/* Copy the interface's current name (at most 15 bytes + NUL) to name[16]. */
+int nmh_tap_name(int fd, char *name);
+
+/* With hdrlen 10 or 12 (a queue opened with vnet_hdr): frames carry a
+ * hdrlen-byte virtio-net header and the kernel may hand over offloaded
+ * ones; with 0: plain, finished frames only. */
+int nmh_tap_set_hdr(int fd, uint32_t hdrlen);
+
+/* Carrier on/off (TUNSETCARRIER); persistence (TUNSETPERSIST). */
+int nmh_tap_set_carrier(int fd, int on);
+int nmh_tap_set_persist(int fd, int on);
+
+/* An fd of the network namespace the interface lives in (TUNGETDEVNETNS). */
+int nmh_tap_netns(int fd);
+
+/* Read and discard every frame queued on fd; returns how many. */
+int nmh_tap_drain(int fd);
+
+/* State of one TAP transfer: the buffer pool, the header the slots carry,
+ * and counters the calls add to. */
+struct nmh_tap_io {
+    char *bufbase;          /* buffer 0 of the pool */
+    uint32_t bufsize;
+    uint32_t objtotal;      /* valid buffer indexes are 2 .. objtotal-1 */
+    uint32_t hdrlen;        /* virtio-net header bytes in front of each frame: 0, 10, 12
+                             * (the queue must have been opened with vnet_hdr iff not 0) */
+    uint64_t packets;       /* frames moved */
+    uint64_t bytes;         /* their bytes, without the virtio-net header */
+    uint64_t drops;         /* frames dropped (bad slots, refused by the kernel, too long) */
+    int error;              /* errno that stopped the last call (EAGAIN: fd full/empty), else 0 */
+    int last_error;         /* errno of the last frame the kernel refused */
+};
+
+/* What nmh_tap_tx does with the frames it walks. */
+#define NMH_TAP_SEND 0      /* write every frame */
+#define NMH_TAP_FORWARD 1   /* write only frames whose first slot has NS_FORWARD (cleared) */
+#define NMH_TAP_DISCARD 2   /* count every frame as dropped */
+
+/* Write the frames in TX slots [cur, head) (modulo n) to fd, one writev per
+ * frame; a frame is a slot, or a chain of slots with NS_MOREFRAG on all but
+ * the last.  Stops at head, before a chain that head cuts short, or when
+ * the fd is full (io->error = EAGAIN; NMH_TAP_FORWARD drops instead).
+ * A frame the kernel refuses, or with an invalid slot, is dropped.
+ * Returns the slot after the last frame written or dropped. */
+uint32_t nmh_tap_tx(struct nmh_tap_io *io, int fd, struct netmap_slot *slot, uint32_t n,
+                    uint32_t cur, uint32_t head, int mode);
+
+/* Where a received frame longer than one buffer continues until it is
+ * split over the following slots; one per RX ring. */
+#define NMH_TAP_SPILL 131072  /* 128 KiB: the longest frame a TAP hands over, with room to spare */
+struct nmh_tap_rxq {
+    char *spill;            /* NMH_TAP_SPILL bytes */
+    uint32_t pending;       /* bytes of a frame waiting in spill for free slots, 0: none */
+    uint32_t pending_len;   /* that frame's length (its first buffer already holds the start) */
+};
+
+/* Read frames from fd into the `room` free RX slots from tail on, one read
+ * per frame into the buffer of slot tail, spilling into q->spill: a frame
+ * longer than a buffer becomes a chain of slots, NS_MOREFRAG on all but
+ * the last, as soon as enough slots are free (until then it waits in q and
+ * nothing more is read).  Stops when fd has nothing more (io->error =
+ * EAGAIN), on a free slot with an invalid buffer (EINVAL), or on another
+ * read error.  Frames longer than the spill, than n-1 slots or than 64
+ * slots are dropped.  Returns the new tail. */
+uint32_t nmh_tap_rx(struct nmh_tap_io *io, struct nmh_tap_rxq *q, int fd, struct netmap_slot *slot,
+                    uint32_t n, uint32_t tail, uint32_t room);
+
+/* Transparent mode, host RX -> hardware TX (netmap's sw_to_nic): move the
+ * slots of src [from, to) that carry NS_FORWARD into dst from its head on,
+ * while dst has room, by swapping buffers (both sides get NS_BUF_CHANGED;
+ * NS_MOREFRAG is kept); dst's head and cur advance.  Slots without the flag
+ * are skipped.  Returns the src slot it stopped at. */
+uint32_t nmh_forward_swap(struct netmap_slot *src, uint32_t src_n, uint32_t from, uint32_t to,
+                          struct netmap_ring *dst);

@@ -7,7 +7,7 @@ request thread and from the daemon's event loop, always under ``lock``.
 import errno
 import threading
 
-from nmfuse.drivers import null, pipe
+from nmfuse.drivers import monitor, null, pipe, tap, vale
 from nmfuse.netmap.abi import RegMode
 
 
@@ -19,7 +19,7 @@ class Core:
     """
 
     # netmap_get_na's cascade: the first lookup that claims a name wins
-    lookups = [null.lookup, pipe.lookup]
+    lookups = [null.lookup, monitor.lookup, pipe.lookup, tap.lookup, vale.lookup]
 
     def __init__(self, mem, wake=lambda kh: None):
         self.mem = mem
@@ -27,6 +27,7 @@ class Core:
         self.lock = threading.RLock()
         self.pipes: dict[tuple[str, str], object] = {}
         self.named: dict[str, object] = {}   # ports that exist on their own (TAP, VALE, ...)
+        self.switches = vale.Switches(self)  # the VALE switches
 
     def get_adapter(self, name: str, reg, create: bool = True):
         """Resolve ``name`` to a referenced adapter (netmap_get_na).

@@ -11,11 +11,17 @@ Poll wake-ups: when poll finds nothing ready it leaves the FUSE poll handle
 on the rings it waits for (or on the port, when the binding spans several
 rings of a direction); a driver that moves a ring's hwtail calls
 ``adapter.notify(kring)``, which wakes them, and the kernel polls again.
+Waiting also tells the driver (``adapter.poll_wait``), so one whose frames
+arrive on their own (a TAP) arms its wake-up only while someone waits.
+Transparent mode (NR_FORWARD, forward.py) runs in the RX sync between the
+prologue and the driver; poll pushes the TX rings it forwarded into.
+Syncs go through ``kring.nm_sync``, so a monitor can see every one.
 """
 
 import errno
 import select
 
+from nmfuse.netmap import forward
 from nmfuse.netmap.abi import lib
 from nmfuse.netmap.kring import RX, TX
 
@@ -40,19 +46,22 @@ def txsync_ring(kring) -> bool:
     if not kring.txsync_prologue() or not _handed_over_ok(kring, old_head):
         _reinit(kring)
         return False
-    if kring.adapter.txsync(kring) == 0:
+    if kring.nm_sync(kring) == 0:
         kring.finalize()
         return True
     return False
 
 
-def rxsync_ring(kring) -> bool:
-    """One RX ring: prologue, driver sync, finalize, timestamp.  False on a reinit."""
+def rxsync_ring(kring, forward_to=None) -> bool:
+    """One RX ring: prologue, transparent forwarding (down into the TX
+    krings ``forward_to`` when the binding may, see forward.py), driver
+    sync, finalize, timestamp.  False on a reinit."""
     if not kring.rxsync_prologue() or not _handed_over_ok(kring, kring.hwcur):
         _reinit(kring)
         ok = False
     else:
-        ok = kring.adapter.rxsync(kring) == 0
+        forward.released(kring, forward_to)
+        ok = kring.nm_sync(kring) == 0
         if ok:
             kring.finalize()
     kring.timestamp()
@@ -75,9 +84,13 @@ def ioctl_sync(binding, direction: int) -> int:
         return errno.ENXIO
     if binding.csb is not None:
         return errno.EBUSY
-    sync = txsync_ring if direction == TX else rxsync_ring
-    for kring in binding.krings(direction):
-        sync(kring)
+    if direction == TX:
+        for kring in binding.krings(TX):
+            txsync_ring(kring)
+    else:
+        targets = forward.down_targets(binding)
+        for kring in binding.krings(RX):
+            rxsync_ring(kring, targets)
     return 0
 
 
@@ -100,13 +113,18 @@ def poll(binding, events: int, kh: int | None) -> int:
                 want_tx = 0
 
     if want_rx:
+        targets = forward.down_targets(binding)
         for kring in binding.krings(RX):
-            if not rxsync_ring(kring):
+            if not rxsync_ring(kring, targets):
                 revents |= POLLERR
             if kring.rcur != kring.rtail:
                 revents |= want_rx
         if revents & POLLIN:
             want_rx = 0
+        for kring in targets or ():
+            # frames forwarded down leave now (netmap: send_down -> flush_tx)
+            if kring.ring is not None and kring.ring.head != kring.hwcur and not txsync_ring(kring):
+                revents |= POLLERR
 
     if kh is not None and (want_tx or want_rx):
         _wait(binding, kh, want_tx, want_rx)
@@ -121,3 +139,4 @@ def _wait(binding, kh: int, want_tx: int, want_rx: int) -> None:
             continue
         for kring in binding.krings(direction):
             kring.waiters.add(kh)
+            adapter.poll_wait(kring)
