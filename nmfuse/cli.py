@@ -36,8 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     u = sub.add_parser("umount", help="stop the daemon serving PATH")
     u.add_argument("path", nargs="?", default=DEFAULT_PATH)
 
-    s = sub.add_parser("status", help="ports, bindings and memory of the daemon serving PATH")
-    s.add_argument("path", nargs="?", default=DEFAULT_PATH)
+    s = sub.add_parser("status", help="ports, bindings and memory of the daemon serving PATH (default: every daemon)")
+    s.add_argument("path", nargs="?", default=None)
     s.add_argument("--json", action="store_true", help="machine-readable output")
 
     from nmfuse import valectl
@@ -128,7 +128,7 @@ def cmd_run(args) -> int:
         return options
     try:
         runner.enter_private_mount_namespace()
-        return Daemon(options).run(command)
+        return Daemon(options, private=True).run(command)
     except DeviceError as e:
         print(f"nmfuse: {e}", file=sys.stderr)
         return 1
@@ -137,13 +137,11 @@ def cmd_run(args) -> int:
         return 1
 
 
-def _query(path: str) -> dict | None:
-    from nmfuse.daemon import status_socket
-
+def _query_socket(sock_path) -> dict | None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(5)
     try:
-        sock.connect(str(status_socket(path)))
+        sock.connect(str(sock_path))
         data = b""
         while chunk := sock.recv(65536):
             data += chunk
@@ -154,28 +152,59 @@ def _query(path: str) -> dict | None:
         sock.close()
 
 
+def _query(path: str) -> dict | None:
+    from nmfuse.daemon import status_socket
+
+    return _query_socket(status_socket(path))
+
+
+def _all_reports() -> list[dict]:
+    from nmfuse.daemon import RUN_DIR
+
+    reports = [_query_socket(p) for p in sorted(RUN_DIR.glob("*.sock"))] if RUN_DIR.is_dir() else []
+    return [r for r in reports if r is not None]
+
+
 def cmd_status(args) -> int:
-    report = _query(args.path)
-    if report is None:
-        print(f"{args.path}: not served by nmfuse", file=sys.stderr)
-        return 1
+    if args.path is None:
+        reports = _all_reports()
+        if not reports:
+            print("no nmfuse daemon is running", file=sys.stderr)
+            return 1
+    else:
+        report = _query(args.path)
+        if report is None:
+            print(f"{args.path}: not served by nmfuse", file=sys.stderr)
+            return 1
+        reports = [report]
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(reports if args.path is None else reports[0], indent=2))
         return 0
-    print(f"{report['path']}: served by pid {report['pid']}, {report['open_files']} open file(s), "
+    for report in reports:
+        _print_report(report)
+    return 0
+
+
+def _print_report(report: dict) -> None:
+    where = " (private, nmfuse run)" if report.get("private") else ""
+    print(f"{report['path']}{where}: served by pid {report['pid']}, {report['open_files']} open file(s), "
           f"{report['memsize'] >> 20} MiB shared memory")
     pools = report["pools"]
     print("pools: " + ", ".join(f"{n} {p['used']}/{p['total']} used" for n, p in pools.items()))
     if not report["ports"]:
         print("no ports bound")
+        return
+    rows = [("PORT", "TYPE", "RING", "SLOTS", "USERS", "PACKETS", "BYTES", "DROPS", "ERRORS")]
     for port in report["ports"]:
-        pids = sorted({b["pid"] for b in port["bindings"]})
-        print(f"port {port['name']} ({port['type']}): {port['fds']} fd(s), pids {pids}")
+        pids = ",".join(str(p) for p in sorted({b["pid"] for b in port["bindings"]}))
+        print(f"port {port['name']} ({port['type']}): {port['fds']} fd(s), pid(s) {pids}")
         for r in port["rings"]:
-            print(f"  {r['dir']}{r['index']}{' host' if r['host'] else ''}: {r['slots']} slots, "
-                  f"{r['users']} user(s), {r['packets']} pkts {r['bytes']} bytes "
-                  f"{r['drops']} drops {r['errors']} errors")
-    return 0
+            ring = f"{r['dir']}{r['index']}{'^' if r['host'] else ''}"
+            rows.append((port["name"], port["type"], ring, r["slots"], r["users"], r["packets"], r["bytes"],
+                         r["drops"], r["errors"]))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
 
 
 def cmd_umount(args) -> int:

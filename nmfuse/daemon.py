@@ -55,15 +55,21 @@ def runtime_key(path: str) -> str:
     return os.path.abspath(path).strip("/").replace("/", "-") or "root"
 
 
-def status_socket(path: str) -> Path:
-    return RUN_DIR / f"{runtime_key(path)}.sock"
+def status_socket(path: str, private: bool = False) -> Path:
+    """Where the daemon serving ``path`` answers ``nmfuse status``.  A daemon
+    of ``nmfuse run`` serves a private mount, so its socket carries its pid
+    and never collides with the host's daemon for the same path."""
+    suffix = f".run{os.getpid()}" if private else ""
+    return RUN_DIR / f"{runtime_key(path)}{suffix}.sock"
 
 
 class Daemon:
     """Serves one mount point until stopped."""
 
-    def __init__(self, options: MountOptions):
+    def __init__(self, options: MountOptions, private: bool = False):
         self.options = options
+        self.private = private  # serving a private mount namespace (nmfuse run)
+        self._socket_path = status_socket(options.path, private)
         self.mem = MemoryAllocator(options.pools)
         self.core = Core(self.mem)
         self.device = NetmapDevice(self.core, UserMemory)
@@ -149,7 +155,7 @@ class Daemon:
         scope.cancel()
 
     async def _status_server(self) -> None:
-        sock_path = status_socket(self.options.path)
+        sock_path = self._socket_path
         RUN_DIR.mkdir(parents=True, exist_ok=True)
         sock_path.unlink(missing_ok=True)
         sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
@@ -168,7 +174,8 @@ class Daemon:
 
     def status(self) -> dict:
         report = self.device.status()
-        report.update({"path": os.path.abspath(self.options.path), "pid": os.getpid()})
+        report.update({"path": os.path.abspath(self.options.path), "pid": os.getpid(),
+                       "private": self.private})
         return report
 
     def stop(self) -> None:
@@ -178,5 +185,5 @@ class Daemon:
             log.exception("shutdown of the FUSE session")
         with self.core.lock:
             tap.delete_ports(self.core)
-        status_socket(self.options.path).unlink(missing_ok=True)
+        self._socket_path.unlink(missing_ok=True)
 
