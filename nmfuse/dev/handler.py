@@ -1,0 +1,58 @@
+"""The interface a device implements to be served by a ``Session``.
+
+The session calls these methods from its request thread, one request at a
+time, in the order the kernel delivered them.  None may block for long:
+every client of the device waits behind the one being answered.
+"""
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who made a request, as FUSE reports it."""
+
+    pid: int  # the calling thread's id, in the daemon's pid namespace (0 if invisible)
+    uid: int
+    gid: int
+
+
+class DeviceHandler(Protocol):
+    """What ``Session`` calls.  Errors are positive errno values.
+
+    A method raising ``OSError`` answers the request with that errno; any
+    other exception is logged with its traceback and answered EIO, and the
+    session keeps serving.
+    """
+
+    def open(self, caller: Caller, flags: int) -> int:
+        """A new open file; returns its handle (fh), echoed in later calls.
+
+        ``flags`` are the open(2) flags.  Raise OSError(errno) to refuse.
+        """
+
+    def release(self, fh: int) -> None:
+        """The last reference to the open file ``fh`` is gone (close, or the
+        process died).  Mappings of the device may outlive it."""
+
+    def ioctl(self, caller: Caller, fh: int, cmd: int, arg: int,
+              data: bytes, out_size: int) -> tuple[int, bytes]:
+        """An ioctl on ``fh``; returns ``(errno, out)``.
+
+        ``data`` is a copy of the ``in_size`` bytes the kernel brought (the
+        command's _IOC size when it has the write direction); ``arg`` is
+        the caller's raw argument (a pointer in its address space).
+        ``errno`` is 0 or a positive errno.  ``out`` (at most ``out_size``
+        bytes are used) is copied back to the caller even when ``errno`` is
+        not 0, before the caller sees the error.  Bytes past ``len(out)``
+        are left as the caller had them.
+        """
+
+    def poll(self, caller: Caller, fh: int, events: int, kh: int | None) -> int:
+        """The ready events of ``fh`` now (POLLIN | POLLOUT | POLLERR ...).
+
+        ``kh`` is given when the kernel wants a notification: when readiness
+        may have changed, call ``Session.notify_poll(kh)`` (from any thread)
+        and the kernel polls again.
+        """

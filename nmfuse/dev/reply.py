@@ -1,0 +1,116 @@
+"""FUSE replies: one constructor per reply kind, each filling one out-struct.
+
+Every constructor returns an iovec list for ``os.writev``::
+
+    [ fuse_out_header, <out-struct>, <payload> ]
+      ^ always first, never concatenated with the rest
+
+so one write hands the kernel one complete message.  Errno values are
+positive everywhere in nmfuse; the two places where the kernel wants them
+negative are filled here and only here: ``fuse_out_header.error`` and
+``fuse_ioctl_out.result`` (which is what the caller's ioctl() returns).
+"""
+
+from nmfuse.dev.abi import OUT_HEADER_SIZE, InitFlag, NotifyCode, ffi
+
+# What os.writev takes: objects with the buffer protocol (bytes, memoryview,
+# cffi buffers).
+IOVec = list[object]
+BytesLike = bytes | bytearray | memoryview
+
+_IOCTL_OUT_SIZE = ffi.sizeof("struct fuse_ioctl_out")
+
+
+def _out_header(unique: int, error: int, body_len: int):
+    header = ffi.new("struct fuse_out_header *")
+    header.len = OUT_HEADER_SIZE + body_len
+    header.error = error
+    header.unique = unique
+    return ffi.buffer(header)
+
+
+def _body(ctype: str, **fields):
+    body = ffi.new(ctype + " *")
+    for name, value in fields.items():
+        setattr(body, name, value)
+    return ffi.buffer(body)
+
+
+def reply_error(unique: int, err: int) -> IOVec:
+    """An error answer: just the header, with ``-err``.
+
+    ``err`` is a positive errno (0 means success: use ``reply_empty``).
+    """
+    if err <= 0:
+        raise ValueError(f"errno must be positive, got {err}")
+    return [_out_header(unique, -err, 0)]
+
+
+def reply_empty(unique: int) -> IOVec:
+    """Success without a body (RELEASE, FLUSH, DESTROY)."""
+    return [_out_header(unique, 0, 0)]
+
+
+def reply_init(unique: int, *, minor: int, max_readahead: int, flags: InitFlag, max_write: int,
+               max_pages: int = 0, max_background: int = 16, congestion_threshold: int = 12,
+               time_gran: int = 1, max_stack_depth: int = 0, request_timeout: int = 0,
+               major: int = 7) -> IOVec:
+    """The 64-byte fuse_init_out; ``flags`` is split into flags and flags2."""
+    low, high = InitFlag(flags).words()
+    body = _body("struct fuse_init_out", major=major, minor=minor, max_readahead=max_readahead,
+                 flags=low, flags2=high, max_background=max_background,
+                 congestion_threshold=congestion_threshold, max_write=max_write, time_gran=time_gran,
+                 max_pages=max_pages, max_stack_depth=max_stack_depth, request_timeout=request_timeout)
+    return [_out_header(unique, 0, len(body)), body]
+
+
+def attr_out(*, mode: int, uid: int, gid: int, ino: int = 1, nlink: int = 1, size: int = 0,
+             time_ns: int = 0, valid_ns: int = 0, blksize: int = 4096) -> bytes:
+    """A fuse_attr_out body (made once per session: the attributes never change)."""
+    out = ffi.new("struct fuse_attr_out *")
+    out.attr_valid, out.attr_valid_nsec = divmod(valid_ns, 1_000_000_000)
+    a = out.attr
+    a.ino, a.size, a.mode, a.nlink, a.uid, a.gid, a.blksize = ino, size, mode, nlink, uid, gid, blksize
+    seconds, nsec = divmod(time_ns, 1_000_000_000)
+    a.atime = a.mtime = a.ctime = seconds
+    a.atimensec = a.mtimensec = a.ctimensec = nsec
+    return bytes(ffi.buffer(out))
+
+
+def reply_attr(unique: int, attr: bytes) -> IOVec:
+    """GETATTR's answer: a fuse_attr_out body made by ``attr_out``."""
+    return [_out_header(unique, 0, len(attr)), attr]
+
+
+def reply_open(unique: int, fh: int, open_flags: int = 0, backing_id: int = 0) -> IOVec:
+    """fuse_open_out: the handle and, with FOPEN_PASSTHROUGH, the backing file."""
+    body = _body("struct fuse_open_out", fh=fh, open_flags=open_flags, backing_id=backing_id)
+    return [_out_header(unique, 0, len(body)), body]
+
+
+def reply_ioctl(unique: int, err: int, out: BytesLike, out_size: int) -> IOVec:
+    """fuse_ioctl_out{result=-err} followed by at most ``out_size`` bytes.
+
+    The bytes go back to the caller even when ``err`` is not 0: the kernel
+    copies them and then returns the error.  A shorter ``out`` is sent as
+    is: the kernel copies only what it gets, so the rest of the caller's
+    buffer keeps the bytes the caller put there, as after a kernel driver
+    that left them alone.
+    """
+    body = ffi.new("struct fuse_ioctl_out *")
+    body.result = -err
+    if len(out) > out_size:
+        out = memoryview(out)[:out_size]
+    return [_out_header(unique, 0, _IOCTL_OUT_SIZE + len(out)), ffi.buffer(body), out]
+
+
+def reply_poll(unique: int, revents: int) -> IOVec:
+    body = _body("struct fuse_poll_out", revents=revents)
+    return [_out_header(unique, 0, len(body)), body]
+
+
+def notify_poll(kh: int) -> IOVec:
+    """An unsolicited FUSE_NOTIFY_POLL: the kernel re-polls every waiter on
+    ``kh``.  Notifications carry unique 0 and the code in ``error``."""
+    body = _body("struct fuse_notify_poll_wakeup_out", kh=kh)
+    return [_out_header(0, NotifyCode.POLL, len(body)), body]

@@ -1,0 +1,403 @@
+"""A FUSE session: INIT, then one blocking request loop calling a device handler.
+
+Threading and shutdown model
+----------------------------
+
+    any thread                    request thread (serve)          kernel
+    ----------                    ----------------------          ------
+    start(path)  -- mount ------------------------------------->  INIT
+                 <-- read INIT, answer it, BACKING_OPEN ---------
+                                  loop:
+                                    read_into(buffer)  <--------  request
+                                    parse (views, no copies)
+                                    handler.open/ioctl/poll/...
+                                    send(one writev)  ---------->  reply
+    notify_poll(kh) -- one write, no lock with the loop ------->  re-poll
+    shutdown() -- unmount (detach), abort --------------------->  ENODEV
+                                    read_into returns 0: return
+
+* ``start`` runs in the caller's thread and answers INIT itself, so that a
+  kernel without passthrough is reported before anything is served.
+* ``serve`` is a plain blocking loop meant for one dedicated thread: a
+  request costs one read into the preallocated buffer, a dict lookup, the
+  handler, and one writev.  No event loop sits between the kernel and the
+  handler (an event-loop wake-up per request doubles the round trip).
+* ``notify_poll`` may be called from any thread, including the request
+  thread while a handler runs (a pipe write waking its peer's poller).
+* ``shutdown`` may be called from any thread, any number of times: it
+  detaches the mount (the path is free at once), then aborts the
+  connection, so clients still holding the file get errors instead of a
+  hang and ``serve`` returns.  Whichever of ``shutdown`` and ``serve``
+  finishes last closes the /dev/fuse fd: never while the other uses it.
+* ``serve`` also returns by itself on DESTROY, or when the mount goes away
+  (an outside unmount with no client left).
+"""
+
+import enum
+import errno
+import logging
+import mmap
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from nmfuse.dev import request as rq
+from nmfuse.dev.abi import FOPEN_PASSTHROUGH, KERNEL_MINOR_VERSION, KERNEL_VERSION, InitFlag, Opcode, PollFlag
+from nmfuse.dev.channel import FuseChannel
+from nmfuse.dev.errors import DeviceError, NoPassthrough
+from nmfuse.dev.handler import Caller, DeviceHandler
+from nmfuse.dev.reply import (attr_out, reply_attr, reply_empty, reply_error, reply_init, reply_ioctl,
+                              reply_open, reply_poll)
+
+log = logging.getLogger("nmfuse.dev")
+
+# No WRITE ever reaches the daemon (passthrough serves read/write), so
+# max_write only sizes the request buffer: the kernel insists that a read
+# buffer holds in_header + fuse_write_in + max_write, and the largest
+# request we get is an ioctl with its _IOC size (at most 16 KiB) of data.
+MAX_WRITE = 32 * 1024
+BUFFER_SIZE = MAX_WRITE + mmap.PAGESIZE
+MAX_PAGES = MAX_WRITE // mmap.PAGESIZE  # also bounds an ioctl's in/out size
+ATTR_VALID_NS = 24 * 3600 * 10**9  # attributes never change: let the kernel cache them
+MAX_ERRNO = 4095  # the kernel rejects larger error values
+_CALLER_CACHE_LIMIT = 4096
+
+_NO_REPLY = frozenset({Opcode.FORGET, Opcode.BATCH_FORGET, Opcode.INTERRUPT})
+
+
+class _State(enum.Enum):
+    NEW = "waiting for INIT"
+    RUNNING = "serving"
+    DESTROYED = "destroyed"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStatistics:
+    """Counters since the session was made (approximate while requests run)."""
+
+    requests: Mapping[str, int] = field(default_factory=dict)  # by opcode name
+    errors: int = 0              # answers that carried an errno (header or ioctl result)
+    parse_errors: int = 0        # requests that could not be parsed (short, unknown opcode)
+    handler_exceptions: int = 0  # handler calls that raised something else than OSError
+    notifications: int = 0       # poll notifications written
+
+
+class Session:
+    """Serves ``handler`` on ``channel``.
+
+    ``mode``, ``uid`` and ``gid`` are what stat() of the device shows (the
+    type is always a regular file).  ``backing_fd`` is the file every open
+    maps through passthrough: all concurrent opens of one FUSE inode must
+    share one backing file, so every OPEN gets the same one.  ``size`` is
+    the st_size stat() shows; by default the backing file's size, because
+    mmap wrappers that check the size (Python's mmap) refuse to map past it.
+
+    Raises:
+        OSError: ``backing_fd`` cannot be stat'ed (only when ``size`` is None).
+    """
+
+    def __init__(self, channel: FuseChannel, handler: DeviceHandler, *, mode: int = 0o600,
+                 uid: int = 0, gid: int = 0, backing_fd: int, size: int | None = None):
+        self._channel = channel
+        self._handler = handler
+        self._mode, self._uid, self._gid = mode & 0o7777, uid, gid
+        self._backing_fd = backing_fd
+        self._backing_id: int | None = None
+        self._buffer = rq.RequestBuffer(BUFFER_SIZE)
+        if size is None:
+            size = os.fstat(backing_fd).st_size
+        self._attr = attr_out(mode=stat.S_IFREG | self._mode, uid=uid, gid=gid, size=size,
+                              time_ns=time.time_ns(), valid_ns=ATTR_VALID_NS)
+        self._callers: dict[tuple[int, int, int], Caller] = {}
+        self._state = _State.NEW
+        self._init_failure: DeviceError | None = None
+        self._tables = {
+            _State.NEW: self._table_before_init(),
+            _State.RUNNING: self._table_running(),
+            _State.DESTROYED: self._table_destroyed(),
+        }
+        self._table = self._tables[_State.NEW]
+        self._lock = threading.Lock()  # serving / shut down / fd closed
+        self._serving = False
+        self._shut_down = False
+        # statistics
+        self._counts = [0] * 64  # by opcode, for the ones we parse
+        self._errors = self._parse_errors = self._exceptions = self._notifications = 0
+
+    # ---- dispatch tables: the session rules live here --------------------
+
+    def _table_before_init(self) -> dict[int, Callable]:
+        table: dict[int, Callable] = {op: self._refuse for op in rq.REQUEST_TYPES}
+        table.update({op: self._ignore for op in _NO_REPLY})
+        table[Opcode.INIT] = self._init
+        return table
+
+    def _table_running(self) -> dict[int, Callable]:
+        table: dict[int, Callable] = {op: self._ignore for op in _NO_REPLY}
+        table.update({
+            Opcode.INIT: self._refuse,  # a second INIT
+            Opcode.GETATTR: self._getattr,
+            Opcode.OPEN: self._open,
+            Opcode.RELEASE: self._release,
+            Opcode.FLUSH: self._flush,
+            Opcode.IOCTL: self._ioctl,
+            Opcode.POLL: self._poll,
+            Opcode.DESTROY: self._destroy,
+        })
+        return table
+
+    def _table_destroyed(self) -> dict[int, Callable]:
+        return self._table_before_init() | {Opcode.INIT: self._refuse}
+
+    def _enter(self, state: _State) -> None:
+        self._state = state
+        self._table = self._tables[state]
+
+    # ---- public API ---------------------------------------------------------
+
+    @property
+    def backing_id(self) -> int | None:
+        return self._backing_id
+
+    def start(self, path: str | None = None) -> None:
+        """Mount on ``path`` (or use the channel's existing mount when None),
+        answer INIT enabling passthrough, and register the backing file.
+
+        Raises:
+            DeviceError: any of its subclasses (NotRoot, AlreadyServed,
+                BadMountPoint, NoPassthrough, MountFailed), or the mount
+                vanished before INIT.
+            OSError: registering the backing file failed otherwise.
+        On failure a mount made here is undone; the channel's fd stays bound
+        to its first mount, so a retry needs a new channel and session.
+        """
+        if self._state is not _State.NEW:
+            raise RuntimeError(f"session already started ({self._state.value})")
+        if path is not None:
+            self._channel.mount(path, self._mode, self._uid, self._gid)
+        elif not self._channel.mounted:
+            raise ValueError("the channel is not mounted: give a path")
+        try:
+            self._serve_until_init()
+            self._backing_id = self._channel.backing_open(self._backing_fd)
+        except BaseException:
+            if path is not None:
+                self._channel.unmount(detach=True)
+            raise
+        log.info("serving %s: passthrough backing id %d", self._channel.path, self._backing_id)
+
+    def serve(self) -> None:
+        """Answer requests until DESTROY, unmount or ``shutdown``.  Blocks:
+        run it in one dedicated thread, after ``start``.
+
+        Raises:
+            RuntimeError: ``start`` has not succeeded, or ``serve`` already runs.
+            OSError: an unexpected error reading or writing /dev/fuse.
+        """
+        with self._lock:
+            if self._state is not _State.RUNNING or self._backing_id is None:
+                raise RuntimeError("serve() needs a successful start()")
+            if self._serving:
+                raise RuntimeError("serve() is already running")
+            self._serving = True
+        try:
+            self._loop()
+        finally:
+            with self._lock:
+                self._serving = False
+                close = self._shut_down
+            if close:
+                self._channel.close()
+
+    def notify_poll(self, kh: int) -> None:
+        """Wake pollers waiting on ``kh`` (the kernel polls them again).
+        Any thread; a no-op once the connection has ended."""
+        if self._channel.notify_poll(kh):
+            self._notifications += 1
+
+    def shutdown(self) -> None:
+        """Detach the mount and end the connection: clients holding the file
+        get errors (ENOTCONN, ECONNABORTED, POLLERR), ``serve`` returns.
+        Any thread; idempotent.  Errors are logged, not raised."""
+        with self._lock:
+            if self._shut_down:
+                return
+            self._shut_down = True
+        try:
+            self._channel.unmount(detach=True)
+        except OSError as e:
+            log.error("%s", e)
+        if not self._channel.abort():
+            log.info("fusectl unavailable: the connection ends when the request loop stops")
+        with self._lock:
+            close = not self._serving
+        if close:
+            self._channel.close()
+
+    def statistics(self) -> SessionStatistics:
+        requests = {}
+        for op, count in enumerate(self._counts):
+            if count:
+                requests[Opcode(op).name] = count
+        return SessionStatistics(requests=MappingProxyType(requests), errors=self._errors,
+                                 parse_errors=self._parse_errors, handler_exceptions=self._exceptions,
+                                 notifications=self._notifications)
+
+    # ---- the loop -------------------------------------------------------
+
+    def _serve_until_init(self) -> None:
+        while self._state is _State.NEW:
+            if not self._serve_one():
+                raise DeviceError(f"{self._channel.path}: the mount went away before INIT")
+        if self._init_failure is not None:
+            raise self._init_failure
+
+    def _serve_one(self) -> bool:
+        n = self._channel.read_into(self._buffer.data)
+        if n == 0:
+            return False
+        try:
+            req = rq.parse(self._buffer, n)
+        except rq.ParseError as e:
+            self._reject(e)
+            return True
+        self._counts[req.opcode] += 1
+        iov = self._table[req.opcode](req)
+        if iov is not None:
+            self._channel.send(iov)
+        return True
+
+    def _loop(self) -> None:
+        # _serve_one inlined, with names bound once: this is the hot path.
+        read_into, send, parse = self._channel.read_into, self._channel.send, rq.parse
+        buffer, data, counts = self._buffer, self._buffer.data, self._counts
+        debug = log.isEnabledFor(logging.DEBUG)  # read once: no logging cost per request
+        while self._state is _State.RUNNING:
+            n = read_into(data)
+            if n == 0:
+                log.info("FUSE connection ended")
+                return
+            try:
+                req = parse(buffer, n)
+            except rq.ParseError as e:
+                self._reject(e)
+                continue
+            if debug:
+                log.debug("%s", req)
+            counts[req.opcode] += 1
+            iov = self._table[req.opcode](req)
+            if iov is not None:
+                send(iov)
+
+    def _reject(self, e: rq.ParseError) -> None:
+        self._parse_errors += 1
+        if isinstance(e, rq.UnknownOpcode):
+            log.debug("%s", e)
+        else:
+            log.warning("bad request: %s", e)
+        if e.unique is not None:
+            self._channel.send(self._error(e.unique, e.errno))
+
+    # ---- answers ----------------------------------------------------------
+
+    def _error(self, unique: int, err: int):
+        self._errors += 1
+        return reply_error(unique, err)
+
+    def _refuse(self, req: rq.Request):
+        log.debug("%s refused: %s", req, self._state.value)
+        return self._error(req.header.unique, errno.EIO)
+
+    def _ignore(self, req: rq.Request) -> None:
+        return None
+
+    def _caller(self, header) -> Caller:
+        key = (header.pid, header.uid, header.gid)
+        caller = self._callers.get(key)
+        if caller is None:
+            if len(self._callers) >= _CALLER_CACHE_LIMIT:
+                self._callers.clear()
+            caller = self._callers[key] = Caller(*key)
+        return caller
+
+    def _failed(self, req: rq.Request, exc: BaseException) -> int:
+        """The errno answering a handler that raised ``exc``."""
+        if isinstance(exc, OSError) and exc.errno and 0 < exc.errno <= MAX_ERRNO:
+            # ENOSYS would tell the kernel the whole operation is unimplemented:
+            # it stops sending OPEN (opens then bypass us) or POLL for good.
+            return errno.EIO if exc.errno == errno.ENOSYS else exc.errno
+        self._exceptions += 1
+        log.error("handler failed on %s", req, exc_info=exc)
+        return errno.EIO
+
+    def _init(self, req: rq.Init):
+        a = req.arg
+        log.info("INIT: kernel FUSE %d.%d flags=%#x flags2=%#x", a.major, a.minor, a.flags, a.flags2)
+        if a.major != KERNEL_VERSION:
+            self._init_failure = DeviceError(f"the kernel speaks FUSE {a.major}.{a.minor}, "
+                                             f"not {KERNEL_VERSION}.x")
+            self._enter(_State.DESTROYED)
+            return self._error(req.header.unique, errno.EPROTO)
+        offered = InitFlag.from_words(a.flags, a.flags2 if a.flags & InitFlag.INIT_EXT else 0)
+        if not offered & InitFlag.PASSTHROUGH:
+            self._init_failure = NoPassthrough(f"INIT from FUSE {a.major}.{a.minor} does not offer it")
+            self._enter(_State.DESTROYED)
+            return self._error(req.header.unique, errno.EPROTO)
+        wanted = offered & (InitFlag.INIT_EXT | InitFlag.PASSTHROUGH | InitFlag.MAX_PAGES)
+        self._enter(_State.RUNNING)
+        return reply_init(req.header.unique, minor=min(a.minor, KERNEL_MINOR_VERSION),
+                          max_readahead=a.max_readahead, flags=wanted, max_write=MAX_WRITE,
+                          max_pages=MAX_PAGES, max_stack_depth=1)
+
+    def _getattr(self, req: rq.Getattr):
+        return reply_attr(req.header.unique, self._attr)
+
+    def _open(self, req: rq.Open):
+        h = req.header
+        try:
+            fh = self._handler.open(self._caller(h), req.arg.flags)
+        except Exception as e:
+            return self._error(h.unique, self._failed(req, e))
+        # Every open gets the same backing file: the kernel refuses an open
+        # whose backing differs from one already open on this inode.
+        return reply_open(h.unique, fh, FOPEN_PASSTHROUGH, self._backing_id)
+
+    def _release(self, req: rq.Release):
+        try:
+            self._handler.release(req.arg.fh)
+        except Exception as e:
+            return self._error(req.header.unique, self._failed(req, e))
+        return reply_empty(req.header.unique)
+
+    def _flush(self, req: rq.Flush):
+        return reply_empty(req.header.unique)
+
+    def _ioctl(self, req: rq.Ioctl):
+        h, a = req.header, req.arg
+        out_size = a.out_size
+        try:
+            err, out = self._handler.ioctl(self._caller(h), a.fh, a.cmd, a.arg, req.data(), out_size)
+            if not 0 <= err <= MAX_ERRNO:
+                raise ValueError(f"ioctl handler returned errno {err}: want 0 or a positive errno")
+        except Exception as e:
+            err, out = self._failed(req, e), b""
+        if err:
+            self._errors += 1
+        return reply_ioctl(h.unique, err, out, out_size)
+
+    def _poll(self, req: rq.Poll):
+        h, a = req.header, req.arg
+        kh = a.kh if a.flags & PollFlag.SCHEDULE_NOTIFY else None
+        try:
+            revents = self._handler.poll(self._caller(h), a.fh, a.events, kh)
+        except Exception as e:
+            return self._error(h.unique, self._failed(req, e))
+        return reply_poll(h.unique, revents)
+
+    def _destroy(self, req: rq.Destroy):
+        self._enter(_State.DESTROYED)
+        return reply_empty(req.header.unique)
