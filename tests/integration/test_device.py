@@ -94,3 +94,14 @@ def test_sigterm_with_a_client_still_open_gives_it_an_error(tmp_path):
     except OSError as e:
         assert e.errno in (errno.ENOTCONN, errno.ECONNABORTED)
     assert not os.path.exists(m.path), "the placeholder is removed"
+
+
+def test_umount_command_stops_the_daemon_cleanly(tmp_path):
+    m = Mount(str(tmp_path / "netmap"))
+    res = subprocess.run([sys.executable, "-m", "nmfuse", "umount", m.path], capture_output=True, text=True,
+                         timeout=30)
+    assert res.returncode == 0, res.stderr
+    assert m.proc.wait(timeout=30) == 0, m.output()
+    assert not os.path.exists(m.path)
+    res = subprocess.run([sys.executable, "-m", "nmfuse", "status", m.path], capture_output=True, text=True)
+    assert res.returncode == 1 and "not served" in res.stderr

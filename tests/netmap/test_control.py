@@ -226,3 +226,20 @@ def test_legacy_nmreq(h):
     ffi.memmove(back, out, 60)
     assert err == 0 and back.nr_arg3 == 5 and back.nr_tx_slots == 1024
     assert ("lp", "3") in h.core.pipes
+
+
+def test_memory_exhaustion_is_enomem_and_leaves_nothing(h):
+    fh = h.open()
+    assert h.register(fh, "big{1", mode=RegMode.ALL_NIC, mem_id=0, nr_tx_slots=4096)[0] == errno.ENOMEM
+    fds = [h.open() for _ in range(h.mem.ifs.objtotal + 1)]
+    results = [h.register(f, "n", nr_tx_rings=1, nr_tx_slots=4)[0] for f in fds]
+    assert results[:-1] == [0] * h.mem.ifs.objtotal and results[-1] == errno.ENOMEM
+    for f in fds:
+        h.dev.release(f)
+    stats = h.mem.statistics()
+    assert stats["if"].used == stats["ring"].used == stats["buf"].used == 0
+
+
+def test_too_many_rings_for_a_netmap_if_is_enomem(h):
+    fh = h.open()
+    assert h.register(fh, nr_tx_rings=200, nr_rx_rings=200, nr_tx_slots=1, nr_rx_slots=1)[0] == errno.ENOMEM
