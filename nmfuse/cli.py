@@ -19,24 +19,28 @@ def _owner(text: str) -> tuple[int, int]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nmfuse", description="netmap's /dev/netmap, served from user space")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: every request)")
-    p.add_argument("-q", "--quiet", action="store_true", help="only errors")
+    # -v/-q are accepted before and after the subcommand (vale has its own -v, as vale-ctl)
+    logs = argparse.ArgumentParser(add_help=False)
+    logs.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                      help="more logging (-v: info, -vv: every request)")
+    logs.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only errors")
+    p = argparse.ArgumentParser(prog="nmfuse", description="netmap's /dev/netmap, served from user space",
+                                parents=[logs])
     sub = p.add_subparsers(dest="command", required=True)
 
-    m = sub.add_parser("mount", help="serve PATH in the foreground until SIGINT/SIGTERM")
+    m = sub.add_parser("mount", parents=[logs], help="serve PATH in the foreground until SIGINT/SIGTERM")
     m.add_argument("path", nargs="?", default=DEFAULT_PATH)
     _mount_options(m)
 
-    r = sub.add_parser("run", help="run COMMAND against a private /dev/netmap, then clean up")
+    r = sub.add_parser("run", parents=[logs], help="run COMMAND against a private /dev/netmap, then clean up")
     r.add_argument("--path", default=DEFAULT_PATH, help="where the device appears inside (/dev/netmap)")
     _mount_options(r)
     r.add_argument("program", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
 
-    u = sub.add_parser("umount", help="stop the daemon serving PATH")
+    u = sub.add_parser("umount", parents=[logs], help="stop the daemon serving PATH")
     u.add_argument("path", nargs="?", default=DEFAULT_PATH)
 
-    s = sub.add_parser("status", help="ports, bindings and memory of the daemon serving PATH (default: every daemon)")
+    s = sub.add_parser("status", parents=[logs], help="ports, bindings and memory of the daemon serving PATH (default: every daemon)")
     s.add_argument("path", nargs="?", default=None)
     s.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -71,8 +75,8 @@ def _mount_options(p: argparse.ArgumentParser) -> None:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    level = logging.ERROR if args.quiet else (logging.INFO, logging.DEBUG)[min(args.verbose, 1)] \
-        if args.verbose else logging.WARNING
+    verbose, quiet = getattr(args, "verbose", 0), getattr(args, "quiet", False)
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(level=level, format="nmfuse: %(levelname)s %(name)s: %(message)s")
     try:
         return COMMANDS[args.command](args)
