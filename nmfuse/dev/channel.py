@@ -61,14 +61,15 @@ def fuse_mount_at(path: str) -> str | None:
 
 
 class FuseChannel:
-    """One /dev/fuse connection.
+    """One /dev/fuse connection.  ``fusectl`` is where ``abort`` looks for
+    (or mounts) the fusectl file system.
 
     Raises (from the constructor):
         NoFuseDevice: /dev/fuse is missing.
         NotRoot: /dev/fuse cannot be opened for lack of permission.
     """
 
-    def __init__(self, device: str = FUSE_DEVICE):
+    def __init__(self, device: str = FUSE_DEVICE, fusectl: str = FUSECTL):
         try:
             self._fd = os.open(device, os.O_RDWR | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -79,7 +80,7 @@ class FuseChannel:
         self.path: str | None = None      # the mount point while mounted
         self.connection: int | None = None  # the kernel's id of the connection (fusectl name)
         self._placeholder = False         # we created the mount point file
-        self._fusectl = FUSECTL
+        self._fusectl = fusectl          # where fusectl is (or gets) mounted
 
     @property
     def fd(self) -> int:

@@ -9,6 +9,9 @@ so one write hands the kernel one complete message.  Errno values are
 positive everywhere in nmfuse; the two places where the kernel wants them
 negative are filled here and only here: ``fuse_out_header.error`` and
 ``fuse_ioctl_out.result`` (which is what the caller's ioctl() returns).
+
+``ReusedReplies`` makes the frequent replies (ioctl, poll, errors) for the
+one request thread without allocating: the same structs are refilled.
 """
 
 from nmfuse.dev.abi import OUT_HEADER_SIZE, InitFlag, NotifyCode, ffi
@@ -19,6 +22,7 @@ IOVec = list[object]
 BytesLike = bytes | bytearray | memoryview
 
 _IOCTL_OUT_SIZE = ffi.sizeof("struct fuse_ioctl_out")
+_IOCTL_REPLY_SIZE = OUT_HEADER_SIZE + _IOCTL_OUT_SIZE
 
 
 def _out_header(unique: int, error: int, body_len: int):
@@ -114,3 +118,68 @@ def notify_poll(kh: int) -> IOVec:
     ``kh``.  Notifications carry unique 0 and the code in ``error``."""
     body = _body("struct fuse_notify_poll_wakeup_out", kh=kh)
     return [_out_header(0, NotifyCode.POLL, len(body)), body]
+
+
+class ReusedReplies:
+    """``reply_ioctl``, ``reply_poll``, ``reply_error`` and ``reply_empty``
+    without allocation, for the request thread's hot path.
+
+    Each kind owns one out header, one out-struct and one iovec list, all
+    refilled by every call and returned as is: send the result before the
+    next call of the same kind, and never from two threads.  The bytes are
+    those of the module-level constructors.
+    """
+
+    __slots__ = ("_ioctl_header", "_ioctl_body", "_ioctl_iov", "_poll_header", "_poll_body",
+                 "_poll_iov", "_plain_header", "_plain_iov")
+
+    def __init__(self):
+        self._ioctl_header = ffi.new("struct fuse_out_header *")
+        self._ioctl_body = ffi.new("struct fuse_ioctl_out *")
+        self._ioctl_iov = [ffi.buffer(self._ioctl_header), ffi.buffer(self._ioctl_body), b""]
+        self._poll_header = ffi.new("struct fuse_out_header *")
+        self._poll_header.len = OUT_HEADER_SIZE + ffi.sizeof("struct fuse_poll_out")
+        self._poll_body = ffi.new("struct fuse_poll_out *")
+        self._poll_iov = [ffi.buffer(self._poll_header), ffi.buffer(self._poll_body)]
+        self._plain_header = ffi.new("struct fuse_out_header *")
+        self._plain_header.len = OUT_HEADER_SIZE
+        self._plain_iov = [ffi.buffer(self._plain_header)]
+
+    def ioctl(self, unique: int, err: int, out: BytesLike, out_size: int) -> IOVec:
+        """As ``reply_ioctl``."""
+        n = len(out)
+        if n > out_size:
+            out, n = memoryview(out)[:out_size], out_size
+        header = self._ioctl_header
+        header.len = _IOCTL_REPLY_SIZE + n
+        header.unique = unique
+        self._ioctl_body.result = -err
+        iov = self._ioctl_iov
+        iov[2] = out
+        return iov
+
+    def poll(self, unique: int, revents: int) -> IOVec:
+        """As ``reply_poll``."""
+        self._poll_header.unique = unique
+        self._poll_body.revents = revents
+        return self._poll_iov
+
+    def error(self, unique: int, err: int) -> IOVec:
+        """As ``reply_error``.
+
+        Raises:
+            ValueError: ``err`` is not a positive errno.
+        """
+        if err <= 0:
+            raise ValueError(f"errno must be positive, got {err}")
+        header = self._plain_header
+        header.unique = unique
+        header.error = -err
+        return self._plain_iov
+
+    def empty(self, unique: int) -> IOVec:
+        """As ``reply_empty``."""
+        header = self._plain_header
+        header.unique = unique
+        header.error = 0
+        return self._plain_iov

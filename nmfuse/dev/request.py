@@ -74,38 +74,35 @@ class Truncated(ParseError):
 class RequestBuffer:
     """The one bytearray every request is read into, with typed views of it.
 
-    The views (cffi pointers at a fixed offset) are made once per
-    ``(offset, ctype)`` and reused: the request classes ask only for
-    their argument right after the header, so the cache stays tiny.
+    A view (a cffi pointer at a fixed offset, and its size) is made once per
+    ``(ctype, offset)`` and reused: the request classes ask only for their
+    argument right after the header, so the cache stays tiny.  ``cursor``
+    is the one cursor ``parse`` rewinds for each request.
     """
 
-    __slots__ = ("data", "_base", "_pointers", "_sizes", "header")
+    __slots__ = ("data", "header", "cursor", "_base", "_views")
 
     def __init__(self, size: int):
         self.data = bytearray(size)
         self._base = ffi.from_buffer(self.data)
-        self._pointers: dict[tuple[int, str], object] = {}
-        self._sizes: dict[str, int] = {}
-        self.header = self.pointer(0, "struct fuse_in_header")
+        self._views: dict[str, dict[int, tuple[object, int]]] = {}
+        self.header = self.view(0, "struct fuse_in_header")[0]
+        self.cursor = Cursor(self, 0, 0)
 
     def __len__(self) -> int:
         return len(self.data)
 
-    def sizeof(self, ctype: str) -> int:
-        size = self._sizes.get(ctype)
-        if size is None:
-            size = self._sizes[ctype] = ffi.sizeof(ctype)
-        return size
-
-    def pointer(self, offset: int, ctype: str):
-        """A ``ctype *`` into the buffer at ``offset`` (no bounds check)."""
-        key = (offset, ctype)
-        p = self._pointers.get(key)
-        if p is None:
+    def view(self, offset: int, ctype: str) -> tuple[object, int]:
+        """``(ctype * at offset, sizeof(ctype))``; no bounds check."""
+        by_offset = self._views.get(ctype)
+        if by_offset is None:
+            by_offset = self._views[ctype] = {}
+        view = by_offset.get(offset)
+        if view is None:
             # Misalignment can only come from our own request classes.
             assert offset % ffi.alignof(ctype) == 0, (offset, ctype)
-            p = self._pointers[key] = ffi.cast(ctype + " *", self._base + offset)
-        return p
+            view = by_offset[offset] = (ffi.cast(ctype + " *", self._base + offset), ffi.sizeof(ctype))
+        return view
 
     def copy(self, offset: int, size: int) -> bytes:
         """A private copy of ``size`` bytes at ``offset``."""
@@ -126,12 +123,15 @@ class Cursor:
 
     def fetch(self, ctype: str):
         """A ``ctype *`` view of the next bytes, or None if too few are left."""
-        size = self.buffer.sizeof(ctype)
-        if self.offset + size > self.end:
+        offset = self.offset
+        try:
+            pointer, size = self.buffer._views[ctype][offset]  # made before: the usual case
+        except KeyError:
+            pointer, size = self.buffer.view(offset, ctype)
+        if offset + size > self.end:
             return None
-        p = self.buffer.pointer(self.offset, ctype)
-        self.offset += size
-        return p
+        self.offset = offset + size
+        return pointer
 
     def rest(self) -> memoryview:
         """A view (not a copy) of everything left; the cursor moves to the end."""
@@ -141,25 +141,29 @@ class Cursor:
 
 
 class Request:
-    """One parsed request: a view of the header, and of the argument struct in
-    the subclasses that have one."""
+    """One parsed request: a view of the header and, when the opcode has
+    one, of its argument struct (``ARG``)."""
 
-    __slots__ = ("header",)
+    __slots__ = ("header", "arg")
     opcode: ClassVar[Opcode]
+    op: ClassVar[int]  # int(opcode): a plain int indexes tables faster
+    ARG: ClassVar[str | None] = None  # the fuse_*_in struct after the header
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.op = int(cls.opcode)
 
     def __init__(self, header, cursor: Cursor):
         self.header = header
+        ctype = self.ARG
+        if ctype is not None:
+            arg = self.arg = cursor.fetch(ctype)
+            if arg is None:
+                raise Truncated(header.unique, self.opcode, ctype, ffi.sizeof(ctype), cursor.remaining)
 
     @property
     def unique(self) -> int:
         return self.header.unique
-
-    def _fetch(self, cursor: Cursor, ctype: str):
-        arg = cursor.fetch(ctype)
-        if arg is None:
-            raise Truncated(self.header.unique, self.opcode, ctype,
-                            cursor.buffer.sizeof(ctype), cursor.remaining)
-        return arg
 
     def details(self) -> str:
         return ""
@@ -175,12 +179,12 @@ class Init(Request):
     """INIT, copied into a zeroed fuse_init_in: an older kernel's shorter
     struct (no flags2) reads as zeros in the fields it lacks."""
 
-    __slots__ = ("arg",)
+    __slots__ = ()
     opcode = Opcode.INIT
     MIN_SIZE = 8  # major and minor: enough to answer with our version
 
     def __init__(self, header, cursor):
-        super().__init__(header, cursor)
+        self.header = header
         have = cursor.remaining
         if have < self.MIN_SIZE:
             raise Truncated(header.unique, self.opcode, "struct fuse_init_in", self.MIN_SIZE, have)
@@ -194,48 +198,36 @@ class Init(Request):
 
 
 class Getattr(Request):
-    __slots__ = ("arg",)
+    __slots__ = ()
     opcode = Opcode.GETATTR
-
-    def __init__(self, header, cursor):
-        super().__init__(header, cursor)
-        self.arg = self._fetch(cursor, "struct fuse_getattr_in")
+    ARG = "struct fuse_getattr_in"
 
     def details(self) -> str:
         return f"flags={self.arg.getattr_flags:#x} fh={self.arg.fh}"
 
 
 class Open(Request):
-    __slots__ = ("arg",)
+    __slots__ = ()
     opcode = Opcode.OPEN
-
-    def __init__(self, header, cursor):
-        super().__init__(header, cursor)
-        self.arg = self._fetch(cursor, "struct fuse_open_in")
+    ARG = "struct fuse_open_in"
 
     def details(self) -> str:
         return f"flags={self.arg.flags:#o}"
 
 
 class Release(Request):
-    __slots__ = ("arg",)
+    __slots__ = ()
     opcode = Opcode.RELEASE
-
-    def __init__(self, header, cursor):
-        super().__init__(header, cursor)
-        self.arg = self._fetch(cursor, "struct fuse_release_in")
+    ARG = "struct fuse_release_in"
 
     def details(self) -> str:
         return f"fh={self.arg.fh} flags={self.arg.flags:#o}"
 
 
 class Flush(Request):
-    __slots__ = ("arg",)
+    __slots__ = ()
     opcode = Opcode.FLUSH
-
-    def __init__(self, header, cursor):
-        super().__init__(header, cursor)
-        self.arg = self._fetch(cursor, "struct fuse_flush_in")
+    ARG = "struct fuse_flush_in"
 
     def details(self) -> str:
         return f"fh={self.arg.fh}"
@@ -244,17 +236,17 @@ class Flush(Request):
 class Ioctl(Request):
     """IOCTL: fuse_ioctl_in followed by ``in_size`` bytes of the argument."""
 
-    __slots__ = ("arg", "_buffer", "_data_offset")
+    __slots__ = ("_buffer", "_data_offset")
     opcode = Opcode.IOCTL
+    ARG = "struct fuse_ioctl_in"
 
     def __init__(self, header, cursor):
-        super().__init__(header, cursor)
-        self.arg = self._fetch(cursor, "struct fuse_ioctl_in")
-        in_size = self.arg.in_size
-        if in_size > cursor.remaining:
+        Request.__init__(self, header, cursor)
+        in_size, offset = self.arg.in_size, cursor.offset
+        if offset + in_size > cursor.end:
             raise Truncated(header.unique, self.opcode, "ioctl data", in_size, cursor.remaining)
-        self._buffer, self._data_offset = cursor.buffer, cursor.offset
-        cursor.offset += in_size
+        self._buffer, self._data_offset = cursor.buffer, offset
+        cursor.offset = offset + in_size
 
     def data(self) -> bytes:
         """A copy of the ``in_size`` bytes the caller passed in."""
@@ -268,12 +260,9 @@ class Ioctl(Request):
 
 
 class Poll(Request):
-    __slots__ = ("arg",)
+    __slots__ = ()
     opcode = Opcode.POLL
-
-    def __init__(self, header, cursor):
-        super().__init__(header, cursor)
-        self.arg = self._fetch(cursor, "struct fuse_poll_in")
+    ARG = "struct fuse_poll_in"
 
     def details(self) -> str:
         a = self.arg
@@ -287,12 +276,9 @@ class Destroy(Request):
 
 
 class Forget(Request):
-    __slots__ = ("arg",)
+    __slots__ = ()
     opcode = Opcode.FORGET
-
-    def __init__(self, header, cursor):
-        super().__init__(header, cursor)
-        self.arg = self._fetch(cursor, "struct fuse_forget_in")
+    ARG = "struct fuse_forget_in"
 
     def details(self) -> str:
         return f"nodeid={self.header.nodeid} nlookup={self.arg.nlookup}"
@@ -301,13 +287,13 @@ class Forget(Request):
 class BatchForget(Request):
     """BATCH_FORGET: a count, then that many fuse_forget_one records."""
 
-    __slots__ = ("arg",)
+    __slots__ = ()
     opcode = Opcode.BATCH_FORGET
+    ARG = "struct fuse_batch_forget_in"
 
     def __init__(self, header, cursor):
-        super().__init__(header, cursor)
-        self.arg = self._fetch(cursor, "struct fuse_batch_forget_in")
-        need = self.arg.count * cursor.buffer.sizeof("struct fuse_forget_one")
+        Request.__init__(self, header, cursor)
+        need = self.arg.count * ffi.sizeof("struct fuse_forget_one")
         if need > cursor.remaining:
             raise Truncated(header.unique, self.opcode, "forget records", need, cursor.remaining)
 
@@ -316,19 +302,17 @@ class BatchForget(Request):
 
 
 class Interrupt(Request):
-    __slots__ = ("arg",)
+    __slots__ = ()
     opcode = Opcode.INTERRUPT
-
-    def __init__(self, header, cursor):
-        super().__init__(header, cursor)
-        self.arg = self._fetch(cursor, "struct fuse_interrupt_in")
+    ARG = "struct fuse_interrupt_in"
 
     def details(self) -> str:
         return f"of={self.arg.unique}"
 
 
+# Keys are plain ints: the opcode read from the header looks them up.
 REQUEST_TYPES: dict[int, type[Request]] = {
-    cls.opcode: cls
+    cls.op: cls
     for cls in (Init, Getattr, Open, Release, Flush, Ioctl, Poll, Destroy, Forget, BatchForget, Interrupt)
 }
 
@@ -350,4 +334,6 @@ def parse(buffer: RequestBuffer, nread: int) -> Request:
     cls = REQUEST_TYPES.get(header.opcode)
     if cls is None:
         raise UnknownOpcode(header.unique, header.opcode)
-    return cls(header, Cursor(buffer, IN_HEADER_SIZE, nread))
+    cursor = buffer.cursor  # rewound, not made anew: this runs for every request
+    cursor.offset, cursor.end = IN_HEADER_SIZE, nread
+    return cls(header, cursor)

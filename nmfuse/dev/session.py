@@ -50,8 +50,7 @@ from nmfuse.dev.abi import FOPEN_PASSTHROUGH, KERNEL_MINOR_VERSION, KERNEL_VERSI
 from nmfuse.dev.channel import FuseChannel
 from nmfuse.dev.errors import DeviceError, NoPassthrough
 from nmfuse.dev.handler import Caller, DeviceHandler
-from nmfuse.dev.reply import (attr_out, reply_attr, reply_empty, reply_error, reply_init, reply_ioctl,
-                              reply_open, reply_poll)
+from nmfuse.dev.reply import ReusedReplies, attr_out, reply_attr, reply_init, reply_open
 
 log = logging.getLogger("nmfuse.dev")
 
@@ -66,7 +65,9 @@ ATTR_VALID_NS = 24 * 3600 * 10**9  # attributes never change: let the kernel cac
 MAX_ERRNO = 4095  # the kernel rejects larger error values
 _CALLER_CACHE_LIMIT = 4096
 
-_NO_REPLY = frozenset({Opcode.FORGET, Opcode.BATCH_FORGET, Opcode.INTERRUPT})
+_NO_REPLY = frozenset({int(Opcode.FORGET), int(Opcode.BATCH_FORGET), int(Opcode.INTERRUPT)})
+_INIT, _DESTROY = int(Opcode.INIT), int(Opcode.DESTROY)
+_SCHEDULE_NOTIFY = int(PollFlag.SCHEDULE_NOTIFY)
 
 
 class _State(enum.Enum):
@@ -113,6 +114,8 @@ class Session:
         self._attr = attr_out(mode=stat.S_IFREG | self._mode, uid=uid, gid=gid, size=size,
                               time_ns=time.time_ns(), valid_ns=ATTR_VALID_NS)
         self._callers: dict[tuple[int, int, int], Caller] = {}
+        self._replies = ReusedReplies()  # request thread only
+        self._handler_ioctl, self._handler_poll = handler.ioctl, handler.poll
         self._state = _State.NEW
         self._init_failure: DeviceError | None = None
         self._tables = {
@@ -133,25 +136,25 @@ class Session:
     def _table_before_init(self) -> dict[int, Callable]:
         table: dict[int, Callable] = {op: self._refuse for op in rq.REQUEST_TYPES}
         table.update({op: self._ignore for op in _NO_REPLY})
-        table[Opcode.INIT] = self._init
+        table[_INIT] = self._init
         return table
 
     def _table_running(self) -> dict[int, Callable]:
         table: dict[int, Callable] = {op: self._ignore for op in _NO_REPLY}
         table.update({
-            Opcode.INIT: self._refuse,  # a second INIT
-            Opcode.GETATTR: self._getattr,
-            Opcode.OPEN: self._open,
-            Opcode.RELEASE: self._release,
-            Opcode.FLUSH: self._flush,
-            Opcode.IOCTL: self._ioctl,
-            Opcode.POLL: self._poll,
-            Opcode.DESTROY: self._destroy,
+            _INIT: self._refuse,  # a second INIT
+            int(Opcode.GETATTR): self._getattr,
+            int(Opcode.OPEN): self._open,
+            int(Opcode.RELEASE): self._release,
+            int(Opcode.FLUSH): self._flush,
+            int(Opcode.IOCTL): self._ioctl,
+            int(Opcode.POLL): self._poll,
+            _DESTROY: self._destroy,
         })
         return table
 
     def _table_destroyed(self) -> dict[int, Callable]:
-        return self._table_before_init() | {Opcode.INIT: self._refuse}
+        return self._table_before_init() | {_INIT: self._refuse}
 
     def _enter(self, state: _State) -> None:
         self._state = state
@@ -257,6 +260,7 @@ class Session:
             raise self._init_failure
 
     def _serve_one(self) -> bool:
+        """Read and answer one request (INIT time).  False once the connection ended."""
         n = self._channel.read_into(self._buffer.data)
         if n == 0:
             return False
@@ -265,33 +269,58 @@ class Session:
         except rq.ParseError as e:
             self._reject(e)
             return True
-        self._counts[req.opcode] += 1
-        iov = self._table[req.opcode](req)
+        self._counts[req.op] += 1
+        iov = self._table[req.op](req)
         if iov is not None:
             self._channel.send(iov)
         return True
 
     def _loop(self) -> None:
-        # _serve_one inlined, with names bound once: this is the hot path.
-        read_into, send, parse = self._channel.read_into, self._channel.send, rq.parse
-        buffer, data, counts = self._buffer, self._buffer.data, self._counts
+        """The request loop: the hot path of every client syscall.
+
+        The raw readv/writev are called directly; on any error the channel's
+        own read_into/send repeat the call and decide (retry, end, raise).
+        Everything is bound to locals once.  The dispatch table is the
+        RUNNING one for the whole loop: DESTROY ends it.
+        """
+        channel = self._channel
+        fd, readv, writev, read_into, send = channel.fd, os.readv, os.writev, channel.read_into, channel.send
+        buffer, parse, parse_error = self._buffer, rq.parse, rq.ParseError
+        data = buffer.data
+        buffers = (data,)
+        counts, table = self._counts, self._tables[_State.RUNNING]
         debug = log.isEnabledFor(logging.DEBUG)  # read once: no logging cost per request
-        while self._state is _State.RUNNING:
-            n = read_into(data)
+        while True:
+            try:
+                n = readv(fd, buffers)
+            except OSError:
+                n = read_into(data)
             if n == 0:
                 log.info("FUSE connection ended")
                 return
             try:
                 req = parse(buffer, n)
-            except rq.ParseError as e:
+            except parse_error as e:
                 self._reject(e)
                 continue
             if debug:
                 log.debug("%s", req)
-            counts[req.opcode] += 1
-            iov = self._table[req.opcode](req)
+            op = req.op
+            counts[op] += 1
+            try:
+                iov = table[op](req)
+            except Exception:  # our bug, not the handler's (those are caught per opcode)
+                log.exception("answering %s", req)
+                self._exceptions += 1
+                iov = self._replies.error(req.header.unique, errno.EIO)
             if iov is not None:
-                send(iov)
+                try:
+                    writev(fd, iov)
+                except OSError:
+                    send(iov)
+            if op == _DESTROY:
+                log.info("DESTROY: the kernel ended the session")
+                return
 
     def _reject(self, e: rq.ParseError) -> None:
         self._parse_errors += 1
@@ -306,7 +335,7 @@ class Session:
 
     def _error(self, unique: int, err: int):
         self._errors += 1
-        return reply_error(unique, err)
+        return self._replies.error(unique, err)
 
     def _refuse(self, req: rq.Request):
         log.debug("%s refused: %s", req, self._state.value)
@@ -317,19 +346,25 @@ class Session:
 
     def _caller(self, header) -> Caller:
         key = (header.pid, header.uid, header.gid)
-        caller = self._callers.get(key)
-        if caller is None:
-            if len(self._callers) >= _CALLER_CACHE_LIMIT:
-                self._callers.clear()
-            caller = self._callers[key] = Caller(*key)
+        return self._callers.get(key) or self._new_caller(key)
+
+    def _new_caller(self, key: tuple[int, int, int]) -> Caller:
+        # One Caller per (thread, uid, gid), made once: thread ids get reused,
+        # so the cache is only bounded, never wrong.
+        if len(self._callers) >= _CALLER_CACHE_LIMIT:
+            self._callers.clear()
+        caller = self._callers[key] = Caller(*key)
         return caller
 
-    def _failed(self, req: rq.Request, exc: BaseException) -> int:
-        """The errno answering a handler that raised ``exc``."""
+    def _failed(self, req: rq.Request, exc: BaseException, in_header: bool = True) -> int:
+        """The errno answering a handler that raised ``exc``: an OSError's
+        own errno, EIO (logged with the traceback) for anything else."""
         if isinstance(exc, OSError) and exc.errno and 0 < exc.errno <= MAX_ERRNO:
-            # ENOSYS would tell the kernel the whole operation is unimplemented:
-            # it stops sending OPEN (opens then bypass us) or POLL for good.
-            return errno.EIO if exc.errno == errno.ENOSYS else exc.errno
+            if in_header and exc.errno == errno.ENOSYS:
+                # In the out header ENOSYS means "operation not implemented":
+                # the kernel stops sending it (opens would then bypass us).
+                return errno.EIO
+            return exc.errno
         self._exceptions += 1
         log.error("handler failed on %s", req, exc_info=exc)
         return errno.EIO
@@ -349,7 +384,7 @@ class Session:
             return self._error(req.header.unique, errno.EPROTO)
         wanted = offered & (InitFlag.INIT_EXT | InitFlag.PASSTHROUGH | InitFlag.MAX_PAGES)
         self._enter(_State.RUNNING)
-        return reply_init(req.header.unique, minor=min(a.minor, KERNEL_MINOR_VERSION),
+        return reply_init(req.header.unique, minor=KERNEL_MINOR_VERSION,
                           max_readahead=a.max_readahead, flags=wanted, max_write=MAX_WRITE,
                           max_pages=MAX_PAGES, max_stack_depth=1)
 
@@ -360,44 +395,51 @@ class Session:
         h = req.header
         try:
             fh = self._handler.open(self._caller(h), req.arg.flags)
+            # Every open gets the same backing file: the kernel refuses an open
+            # whose backing differs from one already open on this inode.
+            return reply_open(h.unique, fh, FOPEN_PASSTHROUGH, self._backing_id)
         except Exception as e:
             return self._error(h.unique, self._failed(req, e))
-        # Every open gets the same backing file: the kernel refuses an open
-        # whose backing differs from one already open on this inode.
-        return reply_open(h.unique, fh, FOPEN_PASSTHROUGH, self._backing_id)
 
     def _release(self, req: rq.Release):
         try:
             self._handler.release(req.arg.fh)
         except Exception as e:
             return self._error(req.header.unique, self._failed(req, e))
-        return reply_empty(req.header.unique)
+        return self._replies.empty(req.header.unique)
 
     def _flush(self, req: rq.Flush):
-        return reply_empty(req.header.unique)
+        return self._replies.empty(req.header.unique)
 
     def _ioctl(self, req: rq.Ioctl):
+        # The handler's errno goes in fuse_ioctl_out.result, with its bytes:
+        # the out header stays 0 so that the kernel copies them back.
         h, a = req.header, req.arg
         out_size = a.out_size
+        key = (h.pid, h.uid, h.gid)
+        caller = self._callers.get(key) or self._new_caller(key)
         try:
-            err, out = self._handler.ioctl(self._caller(h), a.fh, a.cmd, a.arg, req.data(), out_size)
-            if not 0 <= err <= MAX_ERRNO:
-                raise ValueError(f"ioctl handler returned errno {err}: want 0 or a positive errno")
+            err, out = self._handler_ioctl(caller, a.fh, a.cmd, a.arg,
+                                           req.data() if a.in_size else b"", out_size)
+            if err:
+                if not 0 < err <= MAX_ERRNO:
+                    raise ValueError(f"ioctl handler returned errno {err}: want 0 or a positive errno")
+                self._errors += 1
+            return self._replies.ioctl(h.unique, err, out, out_size)
         except Exception as e:
-            err, out = self._failed(req, e), b""
-        if err:
             self._errors += 1
-        return reply_ioctl(h.unique, err, out, out_size)
+            return self._replies.ioctl(h.unique, self._failed(req, e, in_header=False), b"", out_size)
 
     def _poll(self, req: rq.Poll):
         h, a = req.header, req.arg
-        kh = a.kh if a.flags & PollFlag.SCHEDULE_NOTIFY else None
+        key = (h.pid, h.uid, h.gid)
+        caller = self._callers.get(key) or self._new_caller(key)
+        kh = a.kh if a.flags & _SCHEDULE_NOTIFY else None
         try:
-            revents = self._handler.poll(self._caller(h), a.fh, a.events, kh)
+            return self._replies.poll(h.unique, self._handler_poll(caller, a.fh, a.events, kh))
         except Exception as e:
             return self._error(h.unique, self._failed(req, e))
-        return reply_poll(h.unique, revents)
 
     def _destroy(self, req: rq.Destroy):
         self._enter(_State.DESTROYED)
-        return reply_empty(req.header.unique)
+        return self._replies.empty(req.header.unique)

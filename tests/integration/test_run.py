@@ -46,8 +46,9 @@ def _run(tmp_path, *command, tap=None, **kw):
 def clean_before():
     before = (_fuse_mounts(), _links())
     yield before
-    assert _fuse_mounts() == before[0], "no mount left behind"
-    assert _links() == before[1], "no interface left behind"
+    # only what appeared counts: other tests' lazily detached mounts may go meanwhile
+    assert not set(_fuse_mounts()) - set(before[0]), "no mount left behind"
+    assert not _links() - before[1], "no interface left behind"
 
 
 def test_one_liner_passes_traffic_and_the_exit_status(tmp_path, clean_before):
