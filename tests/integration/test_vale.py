@@ -94,9 +94,12 @@ def results(mount, procs) -> list[dict]:
 
 
 def test_a_switch_between_processes_with_monitors(mount):
-    n = 100_000
+    # A copy monitor drops what does not fit its own ring, as netmap's does:
+    # the rate leaves the monitor's reader 34 ms of slack per ring, enough on
+    # a loaded 2-CPU machine, so "every frame" is what is checked.
+    n = 30_000
     port_rx, monitors = receivers(mount, "vale1:b")
-    mount.run(client("nm-send"), "-i", "netmap:vale1:a", "-n", str(n), "-r", "100000", timeout=120)
+    mount.run(client("nm-send"), "-i", "netmap:vale1:a", "-n", str(n), "-r", "30000", timeout=120)
     got, copy, zcopy = results(mount, [port_rx] + monitors)
     # a switch drops what does not fit a ring (as netmap); here, almost nothing
     assert got["pkts"] >= n * 0.95, got
