@@ -10,7 +10,9 @@ measured in the same run:
 * pipe throughput, 64-byte frames, batches of 1, 32, 256 and a ring, with
   the project's sender and receiver, beside the ceiling the FUSE floor
   allows for that batch (batch / floor round trip, two syncs per batch
-  shared by two processes).
+  shared by two processes); and ring-sized batches again with the daemon,
+  the sender and the receiver on one CPU (no cross-CPU wake-ups), beside
+  the 10 Mpps target.
 
 Prints a table and, with --json, one JSON object.
 """
@@ -75,13 +77,14 @@ def sync_rtt(device, cpu, port=None, n=100000):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def pipe_pps(device, batch, count, name):
+def pipe_pps(device, batch, count, name, cpu=None):
     env = {**os.environ, "NETMAP_DEVICE": device}
     recv = subprocess.Popen([str(CLIENTS / "nm-recv"), "-i", f"netmap:{name}}}1", "-n", str(count), "-j"],
-                            env=env, stdout=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, text=True, preexec_fn=pinned(cpu))
     time.sleep(0.3)
     send = subprocess.run([str(CLIENTS / "nm-send"), "-i", f"netmap:{name}{{1", "-n", str(count),
-                           "-s", "60", "-b", str(batch), "-j"], env=env, capture_output=True, text=True)
+                           "-s", "60", "-b", str(batch), "-j"], env=env, capture_output=True, text=True,
+                          preexec_fn=pinned(cpu))
     out, _ = recv.communicate(timeout=600)
     if send.returncode or recv.returncode:
         raise RuntimeError(f"pipe run failed: {send.stderr}")
@@ -117,6 +120,14 @@ def main():
                 ceiling = batch / (2 * floor_rtt) * 1e6
                 results[f"pipe_batch_{batch}"] = {"pps": r.get("pps"), "floor_ceiling_pps": round(ceiling),
                                                   "ratio": round(r.get("pps", 0) / ceiling, 2)}
+        finally:
+            stop(nm)
+        # the same, with daemon, sender and receiver on one CPU: no cross-CPU wake-ups
+        nm = start_nmfuse(nm_path, 0)
+        try:
+            r = pipe_pps(nm_path, 1023, args.packets, "bench1cpu", cpu=0)
+            results["pipe_batch_1023_one_cpu"] = {"pps": r.get("pps"), "target_pps": 10_000_000,
+                                                  "ratio": round(r.get("pps", 0) / 10_000_000, 2)}
         finally:
             stop(nm)
     if args.json:
