@@ -24,27 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = ROOT / "bench" / "bin"
-CLIENTS = ROOT / "clients" / "bin"
-
-
-def pinned(cpu):
-    return (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
-
-
-def wait_mounted(path, proc, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with open("/proc/self/mountinfo") as f:
-            if any(line.split()[4] == path for line in f):
-                return
-        if proc.poll() is not None:
-            raise RuntimeError(f"server for {path} exited")
-        time.sleep(0.05)
-    raise RuntimeError(f"{path} not mounted")
+from common import BIN, CLIENTS, pinned, start_nmfuse, stop, wait_mounted
 
 
 def start_floor(path, cpu):
@@ -53,22 +34,6 @@ def start_floor(path, cpu):
     proc.stdout.readline()  # "ready"
     wait_mounted(path, proc)
     return proc
-
-
-def start_nmfuse(path, cpu):
-    proc = subprocess.Popen([sys.executable, "-m", "nmfuse", "-q", "mount", path],
-                            preexec_fn=pinned(cpu))
-    wait_mounted(path, proc)
-    time.sleep(0.3)
-    return proc
-
-
-def stop(proc):
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 def sync_rtt(device, cpu, port=None, n=100000):

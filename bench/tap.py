@@ -29,24 +29,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-CLIENTS = ROOT / "clients" / "bin"
-BIN = ROOT / "bench" / "bin"
+from common import BIN, CLIENTS, last_json, pinned, start_nmfuse, stop
 TAP, FLOOR_TAP = "nmbench0", "nmfloor0"
-
-
-def _pinned(cpu):
-    return (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
-
-
-def _last_json(text: str) -> dict:
-    for line in reversed(text.strip().splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    raise RuntimeError(f"no JSON summary in:\n{text}")
 
 
 def _rx_packets(name: str) -> int:
@@ -54,29 +39,11 @@ def _rx_packets(name: str) -> int:
         return int(f.read())
 
 
-def _mounted(path: str) -> bool:
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == path for line in f)
-
-
-def _mount(path: str, cpu):
-    Path(path).touch()
-    proc = subprocess.Popen([sys.executable, "-m", "nmfuse", "-q", "mount", path, "--tap", TAP],
-                            preexec_fn=_pinned(cpu))
-    deadline = time.monotonic() + 20
-    while not _mounted(path):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"nmfuse mount {path} --tap {TAP} failed")
-        time.sleep(0.05)
-    time.sleep(0.3)
-    return proc
-
-
 def floor(frames: int, size: int, cpu, buffers: int = 1) -> float:
     out = subprocess.run([str(BIN / "tap-floor"), "-i", FLOOR_TAP, "-n", str(frames), "-s", str(size),
                           "-B", str(buffers), "-j"], capture_output=True, text=True, check=True,
-                         preexec_fn=_pinned(cpu)).stdout
-    r = _last_json(out)
+                         preexec_fn=pinned(cpu)).stdout
+    r = last_json(out)
     if r["kernel_rx"] != frames:
         raise RuntimeError(f"tap-floor: the kernel counted {r['kernel_rx']} of {frames}")
     return r["pps"]
@@ -86,11 +53,11 @@ def through_nmfuse(device: str, frames: int, size: int, cpu) -> float:
     before = _rx_packets(TAP)
     out = subprocess.run([str(CLIENTS / "nm-send"), "-i", f"netmap:{TAP}", "-n", str(frames), "-s", str(size),
                           "-j"], env={**os.environ, "NETMAP_DEVICE": device}, capture_output=True, text=True,
-                         check=True, preexec_fn=_pinned(cpu)).stdout
+                         check=True, preexec_fn=pinned(cpu)).stdout
     counted = _rx_packets(TAP) - before
     if counted != frames:
         raise RuntimeError(f"nm-send: the kernel counted {counted} of {frames} frames on {TAP}")
-    return _last_json(out)["pps"]
+    return last_json(out)["pps"]
 
 
 def measure(frames: int = 2_000_000, size: int = 60, rounds: int = 5, cpu=1) -> dict:
@@ -98,18 +65,14 @@ def measure(frames: int = 2_000_000, size: int = 60, rounds: int = 5, cpu=1) -> 
     runs: dict[str, list[float]] = {"floor": [], "floor_ring_layout": [], "nmfuse": []}
     with tempfile.TemporaryDirectory() as tmp:
         path = f"{tmp}/netmap"
-        proc = _mount(path, cpu)
+        proc = start_nmfuse(path, cpu, "--tap", TAP)
         try:
             for _ in range(rounds):
                 runs["floor"].append(floor(frames, size, cpu))
                 runs["floor_ring_layout"].append(floor(frames, size, cpu, buffers=1023))
                 runs["nmfuse"].append(through_nmfuse(path, frames, size, cpu))
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
         if os.path.exists(f"/sys/class/net/{TAP}"):
             raise RuntimeError(f"{TAP} outlived the daemon")
     med = {k: round(statistics.median(v)) for k, v in runs.items()}

@@ -25,22 +25,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-CLIENTS = ROOT / "clients" / "bin"
+from common import CLIENTS, last_json, pinned, start_nmfuse, stop
 FRAME = 60
-
-
-def _pinned(cpu):
-    return (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
-
-
-def _last_json(text: str) -> dict:
-    for line in reversed(text.strip().splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    raise RuntimeError(f"no JSON summary in:\n{text}")
 
 
 def flow(device: str, src: str, dst: str, count: int, batch: int, cpus=(None, None)) -> dict:
@@ -50,16 +37,16 @@ def flow(device: str, src: str, dst: str, count: int, batch: int, cpus=(None, No
     env = {**os.environ, "NETMAP_DEVICE": device}
     recv = subprocess.Popen([str(CLIENTS / "nm-recv"), "-i", f"netmap:{dst}", "-T", "1", "-j"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_pinned(cpus[1]))
+                            preexec_fn=pinned(cpus[1]))
     time.sleep(0.3)
     send = subprocess.run([str(CLIENTS / "nm-send"), "-i", f"netmap:{src}", "-n", str(count), "-s", str(FRAME),
                            "-b", str(batch), "-j"], env=env, capture_output=True, text=True,
-                          preexec_fn=_pinned(cpus[0]))
+                          preexec_fn=pinned(cpus[0]))
     out, err = recv.communicate(timeout=600)
     if send.returncode:
         recv.kill()
         raise RuntimeError(f"nm-send {src} failed: {send.stderr}")
-    r, s = _last_json(out), _last_json(send.stdout)
+    r, s = last_json(out), last_json(send.stdout)
     return {"pps": round(r["pps"]), "sender_pps": round(s["pps"]), "sent": s["pkts"], "received": r["pkts"],
             "loss": round(1 - r["pkts"] / max(s["pkts"], 1), 4)}
 
@@ -74,23 +61,6 @@ def measure(device: str, batches=(256, 1023), count: int = 5_000_000, cpus=(None
                                      "vale_loss": vale["loss"], "pipe_pps": pipe["pps"],
                                      "ratio": round(vale["pps"] / max(pipe["pps"], 1), 2)}
     return results
-
-
-def _mounted(path: str) -> bool:
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == path for line in f)
-
-
-def _mount(path: str, cpu):
-    Path(path).touch()
-    proc = subprocess.Popen([sys.executable, "-m", "nmfuse", "-q", "mount", path], preexec_fn=_pinned(cpu))
-    deadline = time.monotonic() + 20
-    while not _mounted(path):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"nmfuse mount {path} failed")
-        time.sleep(0.05)
-    time.sleep(0.3)
-    return proc
 
 
 def main() -> int:
@@ -115,15 +85,11 @@ def main() -> int:
     else:
         with tempfile.TemporaryDirectory() as tmp:
             path = f"{tmp}/netmap"
-            proc = _mount(path, args.daemon_cpu)
+            proc = start_nmfuse(path, args.daemon_cpu)
             try:
                 results.update(measure(path, batches, args.packets, cpus))
             finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+                stop(proc)
     if args.json:
         print(json.dumps(results))
     for key, row in results.items():

@@ -1,0 +1,55 @@
+"""What the benchmark scripts share: CPU pinning, starting and stopping a
+mount, reading a tool's JSON summary line."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = ROOT / "bench" / "bin"
+CLIENTS = ROOT / "clients" / "bin"
+
+
+def pinned(cpu):
+    """A preexec_fn pinning the child to ``cpu`` (None: the scheduler's choice)."""
+    return (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
+
+
+def last_json(text: str) -> dict:
+    for line in reversed(text.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeError(f"no JSON summary in:\n{text}")
+
+
+def mounted(path: str) -> bool:
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == path for line in f)
+
+
+def wait_mounted(path: str, proc, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not mounted(path):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"no server came up on {path}")
+        time.sleep(0.05)
+
+
+def start_nmfuse(path: str, cpu=None, *extra: str):
+    """`nmfuse mount PATH EXTRA...`, pinned to ``cpu``, once it serves."""
+    proc = subprocess.Popen([sys.executable, "-m", "nmfuse", "-q", "mount", path, *extra],
+                            preexec_fn=pinned(cpu))
+    wait_mounted(path, proc)
+    time.sleep(0.3)
+    return proc
+
+
+def stop(proc) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
