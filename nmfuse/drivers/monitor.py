@@ -33,9 +33,8 @@ POLLERR), as netmap's does.  A monitor cannot itself be monitored by name
 
 import errno
 
-from nmfuse.drivers.vale import bound
 from nmfuse.netmap.abi import RegFlag, SlotFlag, ffi, lib
-from nmfuse.netmap.adapter import Adapter
+from nmfuse.netmap.adapter import Adapter, bound_var
 from nmfuse.netmap.binding import interp_ringid
 from nmfuse.netmap.kring import DIRECTIONS, RX, TX
 
@@ -355,8 +354,8 @@ def lookup(core, name: str, reg, create: bool, mem_given: bool):
             core, f"{pna.name}/{suffix}#{monitor_id}", pna,
             flags & (MONITOR_FLAGS | RegFlag.ZCOPY_MON), zcopy,
             tx_rings=1, rx_rings=max(pna.num_rings[TX], pna.num_rings[RX]),
-            tx_slots=bound(reg.nr_tx_slots, pna.num_slots[TX], 1, NM_MONITOR_MAXSLOTS),
-            rx_slots=bound(reg.nr_rx_slots, pna.num_slots[RX], 1, NM_MONITOR_MAXSLOTS))
+            tx_slots=bound_var(reg.nr_tx_slots, pna.num_slots[TX], 1, NM_MONITOR_MAXSLOTS),
+            rx_slots=bound_var(reg.nr_rx_slots, pna.num_slots[RX], 1, NM_MONITOR_MAXSLOTS))
     except BaseException:
         pna.put()
         raise

@@ -24,20 +24,12 @@ the pipe uses the daemon's one memory region.
 import errno
 
 from nmfuse.netmap.abi import RegMode, lib
-from nmfuse.netmap.adapter import Adapter
+from nmfuse.netmap.adapter import Adapter, bound_var
 from nmfuse.netmap.kring import DIRECTIONS, RX, TX
 
 MAX_RINGS = 256
 MAX_SLOTS = 4096
 DEFAULT_SLOTS = 1024  # the slots of an implicit parent (a VALE port's default)
-
-
-def _bound(value: int, default: int, lo: int, hi: int) -> int:
-    """netmap's nm_bound_var: below lo takes the default, above hi is clamped."""
-    default = min(max(default, lo), hi)
-    if value < lo:
-        return default
-    return min(value, hi)
 
 
 class PipeAdapter(Adapter):
@@ -163,10 +155,10 @@ def lookup(core, name: str, reg, create: bool, mem_given: bool):
 def _create(core, key, reg, parent_port) -> PipePair:
     parent, pipe_id = key
     default_slots = parent_port.num_slots if parent_port is not None else [DEFAULT_SLOTS] * 2
-    tx_rings = _bound(reg.nr_tx_rings, 1, 1, MAX_RINGS)
-    rx_rings = _bound(reg.nr_rx_rings, 1, 1, MAX_RINGS)
-    tx_slots = _bound(reg.nr_tx_slots, default_slots[TX], 1, MAX_SLOTS)
-    rx_slots = _bound(reg.nr_rx_slots, default_slots[RX], 1, MAX_SLOTS)
+    tx_rings = bound_var(reg.nr_tx_rings, 1, 1, MAX_RINGS)
+    rx_rings = bound_var(reg.nr_rx_rings, 1, 1, MAX_RINGS)
+    tx_slots = bound_var(reg.nr_tx_slots, default_slots[TX], 1, MAX_SLOTS)
+    rx_slots = bound_var(reg.nr_rx_slots, default_slots[RX], 1, MAX_SLOTS)
     pair = PipePair(core, key)
     pair.master = PipeAdapter(core, f"{parent}{{{pipe_id}", pair, "master",
                               tx_rings=tx_rings, rx_rings=rx_rings, tx_slots=tx_slots, rx_slots=rx_slots)

@@ -103,9 +103,8 @@ from weakref import WeakKeyDictionary
 
 from nmfuse.drivers import tuntap
 from nmfuse.drivers.fdwait import READ, WRITE, FdWaiter
-from nmfuse.drivers.pipe import _bound
 from nmfuse.netmap.abi import ffi, lib
-from nmfuse.netmap.adapter import Adapter
+from nmfuse.netmap.adapter import Adapter, bound_var
 from nmfuse.netmap.kring import RX, TX
 
 log = logging.getLogger("nmfuse.tap")
@@ -168,13 +167,13 @@ class TapAdapter(Adapter):
     def configure(self, reg) -> None:
         """Rings and slots asked by a request that finds the port unbound."""
         if not self.created and self.multi_queue:
-            q = _bound(max(reg.nr_tx_rings, reg.nr_rx_rings), 1, 1, MAX_QUEUES)
+            q = bound_var(max(reg.nr_tx_rings, reg.nr_rx_rings), 1, 1, MAX_QUEUES)
             self.num_rings = [q, q]
         self.num_slots = [self._slots(reg.nr_tx_slots), self._slots(reg.nr_rx_slots)]
 
     def _slots(self, asked: int) -> int:
         """netmap's nm_bound_var: 0 (or too few) is the default, too many the most a ring holds."""
-        return _bound(asked, DEFAULT_SLOTS, MIN_SLOTS, min(MAX_SLOTS, self.max_slots()))
+        return bound_var(asked, DEFAULT_SLOTS, MIN_SLOTS, min(MAX_SLOTS, self.max_slots()))
 
     def krings_create(self) -> None:
         super().krings_create()

@@ -64,7 +64,7 @@ import os
 import threading
 
 from nmfuse.netmap.abi import RegMode, ReqType, ffi, lib
-from nmfuse.netmap.adapter import Adapter
+from nmfuse.netmap.adapter import Adapter, bound_var
 from nmfuse.netmap.binding import Binding
 from nmfuse.netmap.binding import register as regif_register
 from nmfuse.netmap.binding import unregister as regif_unregister
@@ -83,13 +83,6 @@ POLLING_MODE_MULTI_CPU = lib.NETMAP_POLLING_MODE_MULTI_CPU
 POLL_IDLE_MAX_S = 0.001               # the longest nap of an idle poller
 
 NEED_BWRAP = object()
-
-
-def bound(value: int, default: int, lo: int, hi: int) -> int:
-    """netmap's nm_bound_var: below lo takes the default, above hi is clamped."""
-    if value < lo:
-        return default
-    return min(value, hi)
 
 
 def _err(code: int, why: str) -> OSError:
@@ -375,12 +368,12 @@ class ValePort(VPort):
     def create(cls, core, name: str, reg, persistent: bool = False) -> "ValePort":
         """A port with the geometry ``reg`` asks for, bounded as netmap does;
         the bounded values are written back into ``reg``."""
-        reg.nr_tx_rings = bound(reg.nr_tx_rings, 1, 1, NM_BDG_MAXRINGS)
-        reg.nr_rx_rings = bound(reg.nr_rx_rings, 1, 1, NM_BDG_MAXRINGS)
-        reg.nr_tx_slots = bound(reg.nr_tx_slots, NM_BRIDGE_RINGSIZE, 1, NM_BDG_MAXSLOTS)
-        reg.nr_rx_slots = bound(reg.nr_rx_slots, NM_BRIDGE_RINGSIZE, 1, NM_BDG_MAXSLOTS)
+        reg.nr_tx_rings = bound_var(reg.nr_tx_rings, 1, 1, NM_BDG_MAXRINGS)
+        reg.nr_rx_rings = bound_var(reg.nr_rx_rings, 1, 1, NM_BDG_MAXRINGS)
+        reg.nr_tx_slots = bound_var(reg.nr_tx_slots, NM_BRIDGE_RINGSIZE, 1, NM_BDG_MAXSLOTS)
+        reg.nr_rx_slots = bound_var(reg.nr_rx_slots, NM_BRIDGE_RINGSIZE, 1, NM_BDG_MAXSLOTS)
         if hasattr(reg, "nr_extra_bufs"):
-            reg.nr_extra_bufs = bound(reg.nr_extra_bufs, 0, 0, 128 * NM_BDG_MAXSLOTS)
+            reg.nr_extra_bufs = bound_var(reg.nr_extra_bufs, 0, 0, 128 * NM_BDG_MAXSLOTS)
         return cls(core, name, persistent=persistent,
                    tx_rings=reg.nr_tx_rings, rx_rings=reg.nr_rx_rings,
                    tx_slots=reg.nr_tx_slots, rx_slots=reg.nr_rx_slots)

@@ -17,6 +17,14 @@ from nmfuse.netmap.kring import DIRECTIONS, RX, TX, Kring
 log = logging.getLogger("nmfuse.netmap")
 
 
+def bound_var(value: int, default: int, lo: int, hi: int) -> int:
+    """netmap's nm_bound_var: below lo takes the default, above hi is clamped."""
+    default = min(max(default, lo), hi)
+    if value < lo:
+        return default
+    return min(value, hi)
+
+
 class Adapter:
     """A netmap port: its ring geometry, krings, users and references.
 
