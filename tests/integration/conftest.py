@@ -4,9 +4,7 @@ truly missing they skip with the reason."""
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
