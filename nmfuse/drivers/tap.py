@@ -21,8 +21,10 @@ the queues of a created TAP, or for a persistent multi-queue TAP the rings
 the first registration asks for (nr_tx_rings/nr_rx_rings, default 1, at
 most MAX_QUEUES).  Slots: DEFAULT_SLOTS unless the request that finds the
 port unbound asks for others (nr_tx_slots/nr_rx_slots, bounded as netmap's
-nm_bound_var bounds them).  One host ring pair.  PORT_INFO_GET and
-NIOCGINFO report these.
+nm_bound_var bounds them).  Host rings: one pair, or as many as a request
+that finds the port unbound asks (nr_host_tx_rings/nr_host_rx_rings, as
+netmap_get_na sets them; at most MAX_QUEUES).  PORT_INFO_GET and NIOCGINFO
+report these.
 
 Data path (netmap's native NIC driver, with a TAP fd for the NIC)
 -----------------------------------------------------------------
@@ -61,8 +63,8 @@ to exactly one ring set, chosen the way netmap detaches a NIC's stack:
     nobody holds a host ring             a binding holds a host ring
     (netmap:NAME, NAME-i)                (NAME^, NAME*, NR_REG_ONE_SW, ...)
 
-    hw TX ring i --> queue i --> stack   host TX ring --> queue 0 --> stack
-    hw RX ring i <-- queue i <-- stack   host RX ring <-- every queue <-- stack
+    hw TX ring i --> queue i --> stack   host TX ring j --> queue j mod Q --> stack
+    hw RX ring i <-- queue i <-- stack   host RX ring j <-- queues q, q mod H = j <-- stack
                                          hw TX rings --> (no cable: dropped, counted)
                                          hw RX rings <-- (nothing)
 
@@ -170,6 +172,10 @@ class TapAdapter(Adapter):
             q = bound_var(max(reg.nr_tx_rings, reg.nr_rx_rings), 1, 1, MAX_QUEUES)
             self.num_rings = [q, q]
         self.num_slots = [self._slots(reg.nr_tx_slots), self._slots(reg.nr_rx_slots)]
+        # netmap_get_na: a nonzero request sets the host rings, and it sticks
+        for d, asked in ((TX, reg.nr_host_tx_rings), (RX, reg.nr_host_rx_rings)):
+            if asked:
+                self.num_host_rings[d] = min(asked, MAX_QUEUES)
 
     def _slots(self, asked: int) -> int:
         """netmap's nm_bound_var: 0 (or too few) is the default, too many the most a ring holds."""
@@ -284,8 +290,17 @@ class TapAdapter(Adapter):
 
     def stack_on_host(self) -> bool:
         """Whether the kernel's stack talks to the host rings (see above)."""
-        krings = self.krings
-        return krings is not None and (krings[TX][-1].users > 0 or krings[RX][-1].users > 0)
+        return self.krings is not None and any(k.users > 0 for d in (TX, RX) for k in self._host(d))
+
+    def _host(self, d: int):
+        """The host krings of direction ``d``."""
+        return self.krings[d][self.num_rings[d]:]
+
+    def _host_tx_fd(self, kring) -> int:
+        return self.fds[(kring.index - self.num_rings[TX]) % len(self.fds)]
+
+    def _host_rx_for_queue(self, q: int):
+        return self.krings[RX][self.num_rings[RX] + q % self.num_host_rings[RX]]
 
     # -- the data path -----------------------------------------------------
 
@@ -309,7 +324,7 @@ class TapAdapter(Adapter):
         n = kring.num_slots
         if kring.hwcur != kring.rhead and self.fds:
             if kring.host:
-                fd, mode = self.fds[0], lib.NMH_TAP_SEND
+                fd, mode = self._host_tx_fd(kring), lib.NMH_TAP_SEND
             else:
                 fd = self.fds[kring.index]
                 mode = lib.NMH_TAP_DISCARD if self.stack_on_host() or self.gone else lib.NMH_TAP_SEND
@@ -325,8 +340,10 @@ class TapAdapter(Adapter):
         """The queue fds whose frames arrive on RX ``kring``."""
         if not kring.host:
             return [] if self.stack_on_host() else self.fds[kring.index:kring.index + 1]
-        k = self._rx_turn % len(self.fds) if self.fds else 0
-        return self.fds[k:] + self.fds[:k]
+        j, nhost = kring.index - self.num_rings[RX], self.num_host_rings[RX]
+        mine = [fd for q, fd in enumerate(self.fds) if q % nhost == j]
+        k = self._rx_turn % len(mine) if mine else 0
+        return mine[k:] + mine[:k]
 
     def _rxq_for(self, kring):
         entry = self._rxq.get(kring)
@@ -360,7 +377,7 @@ class TapAdapter(Adapter):
     def forward_up(self, kring) -> None:
         if not self.fds or self.gone:
             return
-        host = self.krings[TX][-1]
+        host = self._host(TX)[0]
         io = self._io_for(host)
         lib.nmh_tap_tx(io, self.fds[0], kring.ring.slot, kring.num_slots, kring.hwcur, kring.rhead,
                        lib.NMH_TAP_FORWARD)
@@ -385,13 +402,13 @@ class TapAdapter(Adapter):
         if self.krings is None:
             return
         if events & WRITE:
-            txs = [self.krings[TX][q]] + ([self.krings[TX][-1]] if q == 0 else [])
+            txs = [self.krings[TX][q]] + [k for k in self._host(TX) if self._host_tx_fd(k) == self.fds[q]]
             for kring in txs:
                 if kring.ring is not None and kring.hwcur != kring.rhead:
                     self.txsync(kring)
                     self.notify(kring)
         if events & READ:
-            kring = self.krings[RX][-1] if self.stack_on_host() else self.krings[RX][q]
+            kring = self._host_rx_for_queue(q) if self.stack_on_host() else self.krings[RX][q]
             self.notify(kring)
 
 

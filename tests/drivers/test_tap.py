@@ -499,6 +499,37 @@ class TestTap:
         nic.send([frame(B, A, b"hw again")])
         assert captured(s, 1) == [frame(B, A, b"hw again")]
 
+    def test_requested_host_rings_as_netmap_get_na(self, h, made):
+        # netmap's ctrl-api-test: port_register_single_host_pair, port_register_hostall_many
+        name, port = made(2)
+        one = open_port(h, name, mode=RegMode.ONE_SW, nr_ringid=1, nr_host_tx_rings=2, nr_host_rx_rings=2)
+        assert (one.reg.nr_host_tx_rings, one.reg.nr_host_rx_rings) == (2, 2)
+        ofs = [one.nifp.ring_ofs[i] for i in range(8)]   # tx: hw0 hw1 host0 host1, rx: the same
+        assert [bool(o) for o in ofs] == [False, False, False, True, False, False, False, True]
+        one.close()
+        many = open_port(h, name, mode=RegMode.SW, nr_host_tx_rings=5, nr_host_rx_rings=4)
+        assert (many.reg.nr_host_tx_rings, many.reg.nr_host_rx_rings) == (5, 4)
+        s = packet_socket(name)
+        for j in range(5):  # every host TX ring reaches the stack
+            ring = h.ring(many.nifp, 2 + j)
+            slot = ring.slot[ring.cur]
+            h.mem.buffer(slot.buf_idx)[:60] = frame(B, A, b"host %d" % j)
+            slot.len = 60
+            ring.head = ring.cur = (ring.cur + 1) % ring.num_slots
+        assert h.sync(many.fh, Ioctl.NIOCTXSYNC) == 0
+        assert sorted(captured(s, 5)) == sorted(frame(B, A, b"host %d" % j) for j in range(5))
+        # the stack's frames arrive on the host RX ring that owns their queue
+        s.send(frame(A, B, b"up"))
+        deadline = time.monotonic() + 2
+        got = []
+        while not got and time.monotonic() < deadline:
+            h.sync(many.fh, Ioctl.NIOCRXSYNC)
+            for j in range(4):
+                ring = h.ring(many.nifp, 7 + 2 + j)
+                if ring.tail != ring.head:
+                    got.append(bytes(h.mem.buffer(ring.slot[ring.head].buf_idx)[:60]))
+        assert got == [frame(A, B, b"up")]
+
     def test_bridge_between_nic_and_host_never_loops(self, h, made):
         name, port = made()
         s = packet_socket(name)
