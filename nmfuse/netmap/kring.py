@@ -30,7 +30,7 @@ state for the ring.
 
 import time
 
-from nmfuse.netmap.abi import RingFlag, ffi
+from nmfuse.netmap.abi import RingFlag
 
 TX, RX = 0, 1
 DIRECTIONS = (TX, RX)
@@ -94,21 +94,9 @@ class Kring:
         We want  hwcur <= rhead <= head <= cur <= tail = rtail <= hwtail.
         """
         ring = self.ring
-        head, cur, n = ring.head, ring.cur, self.num_slots
-        rhead, rtail = self.rhead, self.rtail
-        if head >= n or cur >= n:
+        head, cur, rtail = ring.head, ring.cur, self.rtail
+        if not in_window(head, cur, self.rhead, rtail, self.num_slots):
             return False
-        if rtail >= rhead:
-            if head < rhead or head > rtail or cur < head or cur > rtail:
-                return False
-        else:
-            if rtail < head < rhead:
-                return False
-            if head <= rtail:
-                if cur < head or cur > rtail:
-                    return False
-            elif rtail < cur < head:
-                return False
         if ring.tail != rtail:
             ring.tail = rtail
         self.rhead, self.rcur = head, cur
@@ -122,20 +110,8 @@ class Kring:
         ring = self.ring
         cur = self.rcur = ring.cur
         head = self.rhead = ring.head
-        hwcur, hwtail, n = self.hwcur, self.hwtail, self.num_slots
-        if head >= n or cur >= n:
+        if not in_window(head, cur, self.hwcur, self.hwtail, self.num_slots):
             return False
-        if hwtail >= hwcur:
-            if head < hwcur or head > hwtail or cur < head or cur > hwtail:
-                return False
-        else:
-            if hwtail < head < hwcur:
-                return False
-            if head <= hwtail:
-                if cur < head or cur > hwtail:
-                    return False
-            elif hwtail < cur < head:
-                return False
         if ring.tail != self.rtail:
             ring.tail = self.rtail
         return True
@@ -188,5 +164,16 @@ class Kring:
         return self.ring.slot
 
 
-def ring_struct_size(num_slots: int) -> int:
-    return ffi.sizeof("struct netmap_ring") + num_slots * ffi.sizeof("struct netmap_slot")
+def in_window(head: int, cur: int, lo: int, hi: int, n: int) -> bool:
+    """lo <= head <= cur <= hi on a ring of n slots, where [lo, hi] may wrap
+    (the check both of netmap's sync prologues make)."""
+    if head >= n or cur >= n:
+        return False
+    if hi >= lo:
+        return lo <= head <= cur <= hi
+    if hi < head < lo:
+        return False
+    if head <= hi:
+        return head <= cur <= hi
+    return not hi < cur < head
+
