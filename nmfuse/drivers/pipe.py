@@ -64,20 +64,21 @@ class PipeAdapter(Adapter):
     def register(self, on: bool) -> None:
         pass
 
-    def rings_create(self) -> None:
-        # a bound ring needs its peer's ring too; create both ends' rings
+    def _mark_needed(self) -> None:
+        """A bound ring needs its peer's ring too."""
         for end in (self, self.peer):
             for kring in end.krings[TX] + end.krings[RX]:
                 kring.need_ring = kring.peer.users > 0
+
+    def rings_create(self) -> None:
+        self._mark_needed()
         for end in (self, self.peer):
             Adapter.rings_create(end)
 
     def rings_delete(self) -> None:
         if self.krings is None:
             return
-        for end in (self, self.peer):
-            for kring in end.krings[TX] + end.krings[RX]:
-                kring.need_ring = kring.peer.users > 0
+        self._mark_needed()
         for end in (self, self.peer):
             Adapter.rings_delete(end)
 
