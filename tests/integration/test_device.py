@@ -105,3 +105,24 @@ def test_umount_command_stops_the_daemon_cleanly(tmp_path):
     assert not os.path.exists(m.path)
     res = subprocess.run([sys.executable, "-m", "nmfuse", "status", m.path], capture_output=True, text=True)
     assert res.returncode == 1 and "not served" in res.stderr
+
+
+def _cpu_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def test_an_idle_daemon_uses_no_cpu(mount):
+    # a receiver blocked in poll on an idle pipe: the daemon must sleep too
+    recv = subprocess.Popen([client("nm-recv"), "-i", "netmap:idle}1", "-n", "1", "-T", "0"], env=mount.env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1)
+        before = _cpu_ticks(mount.proc.pid)
+        time.sleep(3)
+        used = _cpu_ticks(mount.proc.pid) - before
+    finally:
+        recv.kill()
+        recv.wait()
+    assert used <= 3, f"{used} clock ticks of CPU in 3 idle seconds"
