@@ -1,0 +1,100 @@
+"""Garbage through the whole device: random headers and bodies for every
+request type (and the legacy ioctls), then the pools must be whole again."""
+
+import errno
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nmfuse.netmap.abi import Ioctl, RegFlag, RegMode, ReqType, ffi
+from tests.netmap.conftest import CALLER, Harness
+
+NAMES = [b"", b"n0", b"p{1", b"p}1", b"q{2", b"vale0:a", b"vale0:b", b"vale1:x", b"p{1/r", b"vale0:a/z",
+         b"nosuch", b"a" * 64]
+
+
+@st.composite
+def register_body(draw) -> bytes:
+    """A plausible nmreq_register (most random bytes die on nr_mode)."""
+    reg = ffi.new("struct nmreq_register *")
+    reg.nr_mode = draw(st.sampled_from([RegMode.ALL_NIC, RegMode.NULL, RegMode.ONE_NIC, RegMode.SW, 9]))
+    reg.nr_mem_id = draw(st.sampled_from([0, 1, 2]))
+    reg.nr_tx_rings, reg.nr_rx_rings = draw(st.integers(0, 4)), draw(st.integers(0, 4))
+    reg.nr_tx_slots = draw(st.sampled_from([0, 1, 8, 64, 1024, 5000]))
+    reg.nr_rx_slots = draw(st.sampled_from([0, 1, 8, 64, 1024, 5000]))
+    reg.nr_ringid = draw(st.integers(0, 5))
+    reg.nr_extra_bufs = draw(st.sampled_from([0, 3, 10, 100000]))
+    reg.nr_flags = draw(st.sampled_from([0, RegFlag.EXCLUSIVE, RegFlag.TX_RINGS_ONLY, RegFlag.RX_RINGS_ONLY,
+                                         RegFlag.MONITOR_RX, RegFlag.ZCOPY_MON, RegFlag.NO_TX_POLL]))
+    return bytes(ffi.buffer(reg)) + bytes(40)
+
+
+request = st.tuples(
+    st.sampled_from([Ioctl.NIOCCTRL] * 6 + [Ioctl.NIOCREGIF, Ioctl.NIOCGINFO, Ioctl.NIOCTXSYNC, Ioctl.NIOCRXSYNC]),
+    st.sampled_from([ReqType.REGISTER] * 12 + list(range(17))),  # nr_reqtype, mostly REGISTER
+    st.sampled_from(NAMES),
+    st.one_of(register_body(), st.binary(min_size=96, max_size=96)),   # the body's bytes
+    st.integers(0, 3),                               # which fd
+    st.integers(0, 2**32 - 1),                       # what the client scribbles into its rings
+)
+
+
+def _scribble(h, fh, value: int) -> None:
+    """A client writing nonsense into one of its rings: a pointer or a slot."""
+    binding = h.dev.bindings[fh]
+    if not binding.registered or not value % 3 == 0:
+        return
+    krings = [k for k in binding.all_krings() if k.ring is not None]
+    if not krings:
+        return
+    ring = krings[value % len(krings)].ring
+    field = (value >> 8) % 5
+    if field == 0:
+        ring.head = value >> 16
+    elif field == 1:
+        ring.cur = value >> 12
+    else:
+        slot = ring.slot[(value >> 4) % ring.num_slots]
+        if field == 2:
+            slot.buf_idx = value >> 10
+        elif field == 3:
+            slot.len = value & 0xFFFF
+        else:
+            slot.buf_idx = ring.slot[0].buf_idx  # a duplicated index
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(request, min_size=1, max_size=25))
+def test_random_requests_never_break_the_device(requests):
+    h = Harness()
+    try:
+        fds = [h.open() for _ in range(4)]
+        for cmd, reqtype, name, body, which, scribble in requests:
+            fh = fds[which]
+            _scribble(h, fh, scribble)
+            if cmd == Ioctl.NIOCCTRL:
+                hdr = ffi.new("struct nmreq_header *")
+                hdr.nr_version = 14
+                hdr.nr_reqtype = ReqType.REGISTER if reqtype == 16 else reqtype
+                ffi.memmove(hdr.nr_name, name, min(len(name), 63))
+                hdr.nr_body = h.user.place(body)
+                data = bytes(ffi.buffer(hdr))
+            elif cmd in (Ioctl.NIOCREGIF, Ioctl.NIOCGINFO):
+                nmr = ffi.new("struct nmreq *")
+                ffi.memmove(nmr, body[:60], 60)
+                nmr.nr_version = 14
+                ffi.memmove(nmr.nr_name, name[:15] + b"\0", min(len(name), 15) + 1)
+                data = bytes(ffi.buffer(nmr))
+            else:
+                data = b""
+            err, out = h.dev.ioctl(CALLER, fh, cmd, 0, data, len(data))
+            assert err == 0 or err in errno.errorcode, err
+            assert len(out) <= max(len(data), 88)
+        for fh in fds:
+            h.dev.release(fh)
+        stats = h.mem.statistics()
+        assert stats["if"].used == stats["ring"].used == 0
+        assert stats["buf"].used == 0, "every buffer came back"
+        assert not h.core.pipes
+    finally:
+        h.mem.close()
