@@ -223,16 +223,10 @@ class FuseChannel:
         """Tell the kernel to poll again every waiter registered under ``kh``.
         Safe from any thread.  Returns False if the connection has ended."""
         iov = reply.notify_poll(kh)
-        with self._lock:
+        with self._lock:  # the fd may be closed by another thread meanwhile
             if self._fd < 0:
                 return False
-            try:
-                os.writev(self._fd, iov)
-                return True
-            except OSError as e:
-                if e.errno in (errno.ENOENT, errno.ENODEV, errno.EBADF):
-                    return False
-                raise
+            return self.send(iov)
 
     def backing_open(self, fd: int) -> int:
         """Register ``fd`` as a passthrough backing file; returns its backing id.

@@ -46,10 +46,6 @@ class Binding:
         for d in DIRECTIONS:
             yield from self.krings(d)
 
-    def spans_all(self, d: int) -> bool:
-        """Bound to more than one ring of a direction (netmap's nm_si_user)."""
-        return self.qlast[d] - self.qfirst[d] > 1
-
 
 def interp_ringid(adapter, mode: int, ringid: int, flags: int) -> tuple[list[int], list[int]]:
     """Ring ranges [first, last) per direction (netmap_interp_ringid).

@@ -160,9 +160,6 @@ class Kring:
             return (self.rhead - self.hwcur) % n
         return (self.hwcur - 1 - self.hwtail) % n
 
-    def slots(self):
-        return self.ring.slot
-
 
 def in_window(head: int, cur: int, lo: int, hi: int, n: int) -> bool:
     """lo <= head <= cur <= hi on a ring of n slots, where [lo, hi] may wrap
