@@ -1233,34 +1233,31 @@ static void ck_opt_body_efault(struct ctx *c)
 /* ------------------------------------------------------------------ */
 /* 4. Null ports                                                       */
 
-/* netmap_get_null_na: no allocator (nr_mem_id 0) -> EINVAL "null ports must use an existing allocator". */
-static void ck_null_memid0(struct ctx *c)
+/* A null-port REGISTER with this nr_mem_id is refused with EINVAL, leaving the fd unbound. */
+static void null_memid_refused(struct ctx *c, uint16_t mem_id, const char *what)
 {
     struct nmreq_register r;
     struct nmreq_header h;
     int fd = dev_open(c);
 
     reg_null(&r, 1, 1, 64, 64);
-    r.nr_mem_id = 0;
+    r.nr_mem_id = mem_id;
     hdr_init(&h, NETMAP_REQ_REGISTER, "ctlnull", &r);
-    step(c, "REGISTER null port with nr_mem_id 0");
+    step(c, "%s", what);
     ctrl_expect(c, fd, &h, sizeof(r), EINVAL, WB_FULL);
     expect_unbound(c, fd);
+}
+
+/* netmap_get_null_na: no allocator (nr_mem_id 0) -> EINVAL "null ports must use an existing allocator". */
+static void ck_null_memid0(struct ctx *c)
+{
+    null_memid_refused(c, 0, "REGISTER null port with nr_mem_id 0");
 }
 
 /* netmap_ioctl REGISTER: netmap_mem_find(nr_mem_id) fails -> EINVAL (2806-2815). */
 static void ck_null_memid_bad(struct ctx *c)
 {
-    struct nmreq_register r;
-    struct nmreq_header h;
-    int fd = dev_open(c);
-
-    reg_null(&r, 1, 1, 64, 64);
-    r.nr_mem_id = 7;
-    hdr_init(&h, NETMAP_REQ_REGISTER, "ctlnull", &r);
-    step(c, "REGISTER null port with nr_mem_id 7 (no such allocator)");
-    ctrl_expect(c, fd, &h, sizeof(r), EINVAL, WB_FULL);
-    expect_unbound(c, fd);
+    null_memid_refused(c, 7, "REGISTER null port with nr_mem_id 7 (no such allocator)");
 }
 
 /*
