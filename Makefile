@@ -3,7 +3,8 @@ PY ?= python3
 CC ?= cc
 CFLAGS ?= -O2 -g -Wall -Wextra
 MOUNTPOINT ?= /dev/netmap
-ABI_H := nmfuse/netmap/netmap_abi.h
+ABI_H := nmfuse/abi/netmap_abi.h
+FUSE_H := nmfuse/abi/fuse_abi.h
 
 CLIENT_SRCS := $(wildcard clients/*.c)
 CLIENTS := $(patsubst clients/%.c,clients/bin/%,$(CLIENT_SRCS))
@@ -17,19 +18,19 @@ all: install clients
 # Installs the package (and builds the C helper) once per change of the
 # build inputs; pip needs network access to PyPI the first time.
 install: .installed
-.installed: pyproject.toml setup.py nmfuse/helper_build.py nmfuse/csrc/helper.c nmfuse/csrc/helper.h $(ABI_H)
+.installed: pyproject.toml setup.py nmfuse/helper_build.py nmfuse/abi/netmap_build.py $(wildcard nmfuse/csrc/*.[ch]) $(ABI_H)
 	$(PY) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -e '.[test]'
 	touch $@
 
 clients: $(CLIENTS)
 clients/bin/%: clients/%.c $(wildcard clients/*.h) $(ABI_H)
 	@mkdir -p clients/bin
-	$(CC) $(CFLAGS) -Inmfuse/netmap -Iclients -o $@ $< -lpthread
+	$(CC) $(CFLAGS) -Inmfuse/abi -Iclients -o $@ $< -lpthread
 
 bench-bins: $(BENCH_BINS)
-bench/bin/%: bench/%.c $(wildcard clients/*.h) $(ABI_H)
+bench/bin/%: bench/%.c $(wildcard clients/*.h) $(ABI_H) $(FUSE_H)
 	@mkdir -p bench/bin
-	$(CC) $(CFLAGS) -Inmfuse/netmap -Iclients -o $@ $< -lpthread
+	$(CC) $(CFLAGS) -Inmfuse/abi -Iclients -o $@ $< -lpthread
 
 test: install clients
 	$(PY) -m pytest -ra
@@ -44,4 +45,4 @@ bench: install clients bench-bins
 	$(PY) bench/run.py
 
 clean:
-	rm -rf clients/bin bench/bin build .installed nmfuse/_helper.*
+	rm -rf clients/bin bench/bin build .installed nmfuse/_helper.* nmfuse/abi/_netmap.*

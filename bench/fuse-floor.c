@@ -18,8 +18,8 @@
  * SIGINT/SIGTERM detach the mount and end the loop; so does the mount going
  * away under it (read() then fails with ENODEV).
  *
- * The kernel structs are declared here, as fuse_kernel.h lays them out for
- * protocol 7.45 (the system header is older).
+ * The kernel structs come from nmfuse/abi/fuse_abi.h, the declaration the
+ * daemon uses too (protocol 7.45; the system header is older).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -35,136 +35,7 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 
-#define FUSE_KERNEL_VERSION 7
-#define FUSE_KERNEL_MINOR_VERSION 45
-
-enum fuse_opcode {
-    FUSE_FORGET = 2,
-    FUSE_GETATTR = 3,
-    FUSE_OPEN = 14,
-    FUSE_RELEASE = 18,
-    FUSE_FLUSH = 25,
-    FUSE_INIT = 26,
-    FUSE_DESTROY = 38,
-    FUSE_IOCTL = 39,
-    FUSE_POLL = 40,
-    FUSE_BATCH_FORGET = 42
-};
-
-struct fuse_in_header {
-    uint32_t len;
-    uint32_t opcode;
-    uint64_t unique;
-    uint64_t nodeid;
-    uint32_t uid;
-    uint32_t gid;
-    uint32_t pid;
-    uint16_t total_extlen;
-    uint16_t padding;
-};
-
-struct fuse_out_header {
-    uint32_t len;
-    int32_t error;              /* negative errno */
-    uint64_t unique;
-};
-
-struct fuse_init_in {
-    uint32_t major;
-    uint32_t minor;
-    uint32_t max_readahead;
-    uint32_t flags;
-    uint32_t flags2;
-    uint32_t unused[11];
-};
-
-struct fuse_init_out {
-    uint32_t major;
-    uint32_t minor;
-    uint32_t max_readahead;
-    uint32_t flags;
-    uint16_t max_background;
-    uint16_t congestion_threshold;
-    uint32_t max_write;
-    uint32_t time_gran;
-    uint16_t max_pages;
-    uint16_t map_alignment;
-    uint32_t flags2;
-    uint32_t max_stack_depth;
-    uint16_t request_timeout;
-    uint16_t unused[11];
-};
-
-struct fuse_attr {
-    uint64_t ino;
-    uint64_t size;
-    uint64_t blocks;
-    uint64_t atime;
-    uint64_t mtime;
-    uint64_t ctime;
-    uint32_t atimensec;
-    uint32_t mtimensec;
-    uint32_t ctimensec;
-    uint32_t mode;
-    uint32_t nlink;
-    uint32_t uid;
-    uint32_t gid;
-    uint32_t rdev;
-    uint32_t blksize;
-    uint32_t flags;
-};
-
-struct fuse_attr_out {
-    uint64_t attr_valid;
-    uint32_t attr_valid_nsec;
-    uint32_t dummy;
-    struct fuse_attr attr;
-};
-
-struct fuse_open_out {
-    uint64_t fh;
-    uint32_t open_flags;
-    int32_t backing_id;
-};
-
-struct fuse_ioctl_in {
-    uint64_t fh;
-    uint32_t flags;
-    uint32_t cmd;
-    uint64_t arg;
-    uint32_t in_size;
-    uint32_t out_size;
-};
-
-struct fuse_ioctl_out {
-    int32_t result;
-    uint32_t flags;
-    uint32_t in_iovs;
-    uint32_t out_iovs;
-};
-
-struct fuse_poll_in {
-    uint64_t fh;
-    uint64_t kh;
-    uint32_t flags;
-    uint32_t events;
-};
-
-struct fuse_poll_out {
-    uint32_t revents;
-    uint32_t padding;
-};
-
-_Static_assert(sizeof(struct fuse_in_header) == 40, "fuse_in_header");
-_Static_assert(sizeof(struct fuse_out_header) == 16, "fuse_out_header");
-_Static_assert(sizeof(struct fuse_init_in) == 64, "fuse_init_in");
-_Static_assert(sizeof(struct fuse_init_out) == 64, "fuse_init_out");
-_Static_assert(sizeof(struct fuse_attr_out) == 104, "fuse_attr_out");
-_Static_assert(sizeof(struct fuse_open_out) == 16, "fuse_open_out");
-_Static_assert(sizeof(struct fuse_ioctl_in) == 32, "fuse_ioctl_in");
-_Static_assert(sizeof(struct fuse_ioctl_out) == 16, "fuse_ioctl_out");
-_Static_assert(sizeof(struct fuse_poll_in) == 24, "fuse_poll_in");
-_Static_assert(sizeof(struct fuse_poll_out) == 8, "fuse_poll_out");
+#include "fuse_abi.h"
 
 #define MAX_WRITE (128 * 1024)
 #define MAX_IOCTL_OUT 16384     /* _IOC_SIZE is 14 bits */

@@ -1,9 +1,9 @@
 """Build script of the C helper (``nmfuse._helper``), run by cffi at install.
 
-The helper module carries the one cffi view of the netmap ABI (the cdef of
-``netmap/netmap_abi.h``) plus the per-slot loops of ``csrc/helper.c``.
-Because the netmap structs are declared in full (no ``...``), cffi checks
-at build time that its layout of every struct matches the C compiler's.
+The helper holds the per-slot loops and OS calls of ``csrc/`` (buffer
+accounting, ring loops, VALE forwarding, TAP queues).  It includes the
+netmap ABI module (``nmfuse.abi._netmap``), so the netmap struct types it
+takes are the very ones the rest of nmfuse creates.
 """
 
 import importlib.util
@@ -12,28 +12,33 @@ from pathlib import Path
 import cffi
 
 HERE = Path(__file__).parent
-HELPER_H = HERE / "csrc" / "helper.h"
+CSRC = HERE / "csrc"
+# One header + one source per concern; the order is the cdef order.
+PARTS = ("pool", "rings", "vale", "tap")
 
 
-def _load_cdef_module():
+def _load(name: str, path: Path):
     # The package is not importable while it is being built: load by path.
-    spec = importlib.util.spec_from_file_location("_nmfuse_cdef", HERE / "netmap" / "cdef.py")
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-_cdef = _load_cdef_module()
+_abi = _load("_nmfuse_abi_build", HERE / "abi" / "netmap_build.py")
 
 ffibuilder = cffi.FFI()
-ffibuilder.cdef(_cdef.cdef_source())
-ffibuilder.cdef(HELPER_H.read_text())
+ffibuilder.include(_abi.ffibuilder)
+for part in PARTS:
+    ffibuilder.cdef(_abi.cdef.cdef_source(CSRC / f"{part}.h"))
 ffibuilder.set_source(
     "nmfuse._helper",
-    '#include "netmap_abi.h"\n#include "helper.h"\n#include "helper.c"\n',
-    include_dirs=[str(_cdef.HEADER.parent), str(HELPER_H.parent)],
-    extra_compile_args=["-O2", "-std=gnu11"],
+    '#include "netmap_abi.h"\n' + "".join(f'#include "{part}.h"\n' for part in PARTS),
+    sources=[str(CSRC / f"{part}.c") for part in PARTS],
+    include_dirs=[str(_abi.HERE), str(CSRC)],
+    extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra"],
 )
 
 if __name__ == "__main__":
-    ffibuilder.compile(tmpdir=str(HERE.parent), verbose=True)
+    _abi.ffibuilder.compile(tmpdir=str(HERE.parent))
+    ffibuilder.compile(tmpdir=str(HERE.parent))

@@ -27,7 +27,7 @@ import json
 import os
 import sys
 
-from nmfuse.netmap.abi import NETMAP_API, Ioctl, RegMode, ReqType, ffi, lib
+from nmfuse.abi.netmap import NETMAP_API, Ioctl, RegMode, ReqType, ffi, lib
 
 DEFAULT_DEVICE = "/dev/netmap"
 _NAME = slice(8, 72)   # nr_name within the 88 header bytes (netmap_abi.h)

@@ -11,7 +11,7 @@ import io
 import pytest
 
 from nmfuse import valectl
-from nmfuse.netmap.abi import ffi
+from nmfuse.abi.netmap import ffi
 from tests.drivers.conftest import add_nic, make_harness, open_port
 from tests.netmap.conftest import CALLER
 

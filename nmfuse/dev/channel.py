@@ -23,7 +23,7 @@ import stat
 import threading
 
 from nmfuse.dev import reply
-from nmfuse.dev.abi import DevIoctl, MountFlag, UmountFlag, ffi, libc
+from nmfuse.abi.fuse import DevIoctl, MountFlag, UmountFlag, ffi, libc
 from nmfuse.dev.errors import (AlreadyServed, BadMountPoint, DeviceError, MountFailed, NoFuseDevice,
                                NoPassthrough, NotRoot)
 

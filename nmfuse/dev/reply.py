@@ -14,7 +14,7 @@ negative are filled here and only here: ``fuse_out_header.error`` and
 one request thread without allocating: the same structs are refilled.
 """
 
-from nmfuse.dev.abi import OUT_HEADER_SIZE, InitFlag, NotifyCode, ffi
+from nmfuse.abi.fuse import OUT_HEADER_SIZE, InitFlag, NotifyCode, ffi
 
 # What os.writev takes: objects with the buffer protocol (bytes, memoryview,
 # cffi buffers).

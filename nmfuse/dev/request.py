@@ -19,7 +19,7 @@ returns a copy; ``Init`` is copied at parse time).
 import errno
 from typing import ClassVar
 
-from nmfuse.dev.abi import IN_HEADER_SIZE, IoctlFlag, Opcode, PollFlag, ffi
+from nmfuse.abi.fuse import IN_HEADER_SIZE, IoctlFlag, Opcode, PollFlag, ffi
 
 
 class ParseError(Exception):

@@ -9,7 +9,7 @@ which is what a kernel copyin/copyout would return to the caller.
 
 import errno
 
-from nmfuse.dev.abi import ffi, libc
+from nmfuse.abi.fuse import ffi, libc
 
 
 def _efault(what: str, addr: int, size: int) -> OSError:

@@ -33,7 +33,8 @@ POLLERR), as netmap's does.  A monitor cannot itself be monitored by name
 
 import errno
 
-from nmfuse.netmap.abi import RegFlag, SlotFlag, ffi, lib
+from nmfuse.abi.netmap import RegFlag, SlotFlag
+from nmfuse._helper import ffi, lib
 from nmfuse.netmap.adapter import Adapter, bound_var
 from nmfuse.netmap.binding import interp_ringid
 from nmfuse.netmap.kring import DIRECTIONS, RX, TX

@@ -4,7 +4,7 @@ per registration."""
 
 import errno
 
-from nmfuse.netmap.abi import RegMode
+from nmfuse.abi.netmap import RegMode
 from nmfuse.netmap.adapter import Adapter
 
 

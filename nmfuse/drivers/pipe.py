@@ -23,7 +23,8 @@ the pipe uses the daemon's one memory region.
 
 import errno
 
-from nmfuse.netmap.abi import RegMode, lib
+from nmfuse.abi.netmap import RegMode
+from nmfuse._helper import lib
 from nmfuse.netmap.adapter import Adapter, bound_var
 from nmfuse.netmap.kring import DIRECTIONS, RX, TX
 

@@ -103,9 +103,9 @@ import os
 from functools import partial
 from weakref import WeakKeyDictionary
 
-from nmfuse.drivers import tuntap
-from nmfuse.drivers.fdwait import READ, WRITE, FdWaiter
-from nmfuse.netmap.abi import ffi, lib
+from nmfuse.host import tuntap
+from nmfuse.host.fdwait import READ, WRITE, FdWaiter
+from nmfuse._helper import ffi, lib
 from nmfuse.netmap.adapter import Adapter, bound_var
 from nmfuse.netmap.kring import RX, TX
 

@@ -63,7 +63,8 @@ import errno
 import os
 import threading
 
-from nmfuse.netmap.abi import RegMode, ReqType, ffi, lib
+from nmfuse.abi.netmap import RegMode, ReqType
+from nmfuse._helper import ffi, lib
 from nmfuse.netmap.adapter import Adapter, bound_var
 from nmfuse.netmap.binding import Binding
 from nmfuse.netmap.binding import register as regif_register

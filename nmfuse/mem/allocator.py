@@ -24,7 +24,7 @@ import errno
 from dataclasses import dataclass
 
 from nmfuse.mem.region import Region
-from nmfuse.netmap.abi import ffi, lib
+from nmfuse._helper import ffi, lib
 
 PAGE = 4096
 RESERVED_BUFS = 2  # netmap never hands out buffers 0 and 1

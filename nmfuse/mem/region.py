@@ -3,7 +3,7 @@
 import mmap
 import os
 
-from nmfuse.netmap.abi import ffi
+from nmfuse.abi.netmap import ffi
 
 
 class Region:

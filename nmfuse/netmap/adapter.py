@@ -11,7 +11,7 @@ import errno
 import logging
 
 from nmfuse.mem.allocator import ring_bytes
-from nmfuse.netmap.abi import ffi, lib
+from nmfuse._helper import ffi, lib
 from nmfuse.netmap.kring import DIRECTIONS, RX, TX, Kring
 
 log = logging.getLogger("nmfuse.netmap")

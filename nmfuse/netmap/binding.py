@@ -10,7 +10,7 @@ were.
 import errno
 from contextlib import ExitStack
 
-from nmfuse.netmap.abi import NETMAP_API, RegFlag, RegMode, ffi
+from nmfuse.abi.netmap import NETMAP_API, RegFlag, RegMode, ffi
 from nmfuse.netmap.kring import DIRECTIONS, RX, TX
 
 

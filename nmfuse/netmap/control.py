@@ -11,7 +11,7 @@ import logging
 
 from nmfuse.netmap import binding as regif
 from nmfuse.netmap import vale_ctl
-from nmfuse.netmap.abi import NETMAP_MAX_API, NETMAP_MIN_API, OptType, RegFlag, RegMode, ReqType, ffi
+from nmfuse.abi.netmap import NETMAP_MAX_API, NETMAP_MIN_API, OptType, RegFlag, RegMode, ReqType, ffi
 from nmfuse.netmap.kring import RX, TX
 from nmfuse.netmap.request import Request, RequestError, copyin, copyout, new_header
 

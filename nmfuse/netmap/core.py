@@ -8,7 +8,7 @@ import errno
 import threading
 
 from nmfuse.drivers import monitor, null, pipe, tap, vale
-from nmfuse.netmap.abi import RegMode
+from nmfuse.abi.netmap import RegMode
 
 
 class Core:

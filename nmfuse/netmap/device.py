@@ -12,7 +12,7 @@ import logging
 
 from nmfuse.netmap import binding as regif
 from nmfuse.netmap import control, legacy, sync
-from nmfuse.netmap.abi import Ioctl
+from nmfuse.abi.netmap import Ioctl
 from nmfuse.netmap.binding import Binding
 from nmfuse.netmap.kring import RX, TX
 

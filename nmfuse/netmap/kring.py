@@ -30,7 +30,7 @@ state for the ring.
 
 import time
 
-from nmfuse.netmap.abi import RingFlag
+from nmfuse.abi.netmap import RingFlag
 
 TX, RX = 0, 1
 DIRECTIONS = (TX, RX)

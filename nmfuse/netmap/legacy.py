@@ -10,7 +10,7 @@ with nr_name NUL-terminated.
 import errno
 
 from nmfuse.netmap import control
-from nmfuse.netmap.abi import (NETMAP_API, NETMAP_BDG_HOST, NETMAP_RING_MASK, NR_REG_MASK, Ioctl,
+from nmfuse.abi.netmap import (NETMAP_API, NETMAP_BDG_HOST, NETMAP_RING_MASK, NR_REG_MASK, Ioctl,
                                LegacyCmd, LegacyRingId, RegFlag, RegMode, ReqType, ffi, lib)
 from nmfuse.netmap.request import Request, new_body
 

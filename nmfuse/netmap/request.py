@@ -26,8 +26,8 @@ and an option body only on success and when its own status is 0.
 import errno
 from dataclasses import dataclass, field
 
-from nmfuse.netmap import abi
-from nmfuse.netmap.abi import OptType, ffi
+from nmfuse.abi import netmap as abi
+from nmfuse.abi.netmap import OptType, ffi
 
 HEADER_SIZE = ffi.sizeof("struct nmreq_header")
 OPTION_SIZE = ffi.sizeof("struct nmreq_option")

@@ -22,7 +22,7 @@ import errno
 import select
 
 from nmfuse.netmap import forward
-from nmfuse.netmap.abi import lib
+from nmfuse._helper import lib
 from nmfuse.netmap.kring import RX, TX
 
 POLLIN = select.POLLIN | select.POLLRDNORM

@@ -11,7 +11,7 @@ import errno
 
 from nmfuse.drivers import vale
 from nmfuse.drivers.vale import IFNAMSIZ, NM_BDG_NAME, NM_BDG_NOPORT, Bwrap, ValePort
-from nmfuse.netmap.abi import RegMode, ReqType, ffi
+from nmfuse.abi.netmap import RegMode, ReqType, ffi
 
 
 def _err(code: int, why: str) -> OSError:

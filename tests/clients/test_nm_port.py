@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nmfuse.netmap.abi import LegacyRingId, RegFlag, RegMode
+from nmfuse.abi.netmap import LegacyRingId, RegFlag, RegMode
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -126,7 +126,7 @@ def probe(tmp_path_factory):
     (d / "probe.c").write_text(PROBE)
     exe = d / "probe"
     subprocess.run(["cc", "-O2", "-Wall", "-Wextra", "-Werror",
-                    f"-I{ROOT / 'nmfuse' / 'netmap'}", f"-I{ROOT / 'clients'}",
+                    f"-I{ROOT / 'nmfuse' / 'abi'}", f"-I{ROOT / 'clients'}",
                     "-o", str(exe), str(d / "probe.c")], check=True)
 
     def run(*args):

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from nmfuse.dev import reply
-from nmfuse.dev.abi import FOPEN_PASSTHROUGH, InitFlag
+from nmfuse.abi.fuse import FOPEN_PASSTHROUGH, InitFlag
 
 pytestmark = pytest.mark.skipif(sys.byteorder != "little", reason="fixtures are little-endian")
 

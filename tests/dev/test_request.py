@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from nmfuse.dev import request as rq
-from nmfuse.dev.abi import InitFlag, Opcode, ffi
+from nmfuse.abi.fuse import InitFlag, Opcode, ffi
 
 pytestmark = pytest.mark.skipif(sys.byteorder != "little", reason="fixtures are little-endian")
 

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from nmfuse.dev.abi import ffi
+from nmfuse.abi.fuse import ffi
 from nmfuse.dev.usermem import UserMemory
 
 UNMAPPED = 0x1000  # below mmap_min_addr: never mapped

@@ -10,7 +10,7 @@ import pytest
 
 from nmfuse.drivers.vale import Bwrap
 from nmfuse.mem import MemoryAllocator, PoolConfig
-from nmfuse.netmap.abi import Ioctl, RegMode, ReqType, ffi
+from nmfuse.abi.netmap import Ioctl, RegMode, ReqType, ffi
 from nmfuse.netmap.adapter import Adapter
 from nmfuse.netmap.core import Core
 from nmfuse.netmap.device import NetmapDevice

@@ -6,7 +6,7 @@ import errno
 import select
 
 from nmfuse.drivers.monitor import MonitorAdapter
-from nmfuse.netmap.abi import Ioctl, RegFlag, RegMode, SlotFlag
+from nmfuse.abi.netmap import Ioctl, RegFlag, RegMode, SlotFlag
 from tests.drivers.conftest import BCAST, add_nic, attach, ctrl, frame, open_port
 from tests.netmap.conftest import CALLER
 

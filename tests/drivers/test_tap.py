@@ -17,9 +17,11 @@ import pytest
 import trio
 from pyroute2 import IPRoute, netns
 
-from nmfuse.drivers import tap, tuntap
-from nmfuse.drivers.fdwait import READ, WRITE
-from nmfuse.netmap.abi import Ioctl, RegFlag, RegMode, ReqType, RingFlag, SlotFlag, ffi
+from nmfuse.drivers import tap
+from nmfuse.host import tuntap
+from nmfuse.host.fdwait import READ, WRITE
+from nmfuse.abi.netmap import Ioctl, RegFlag, RegMode, ReqType, RingFlag, SlotFlag
+from nmfuse._helper import ffi
 from tests.drivers.conftest import ctrl, frame, mac, open_port
 from tests.netmap.conftest import CALLER
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from nmfuse.drivers import vale
-from nmfuse.netmap.abi import Ioctl, LegacyCmd, RegFlag, RegMode, ReqType, SlotFlag, ffi, lib
+from nmfuse.abi.netmap import Ioctl, LegacyCmd, RegFlag, RegMode, ReqType, SlotFlag, ffi, lib
 from tests.drivers.conftest import (BCAST, RX, TX, add_nic, attach, ctrl, frame, mac, make_harness, open_port,
                                     vale_list)
 from tests.netmap.conftest import CALLER

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from nmfuse.netmap.abi import Ioctl, ReqType
+from nmfuse.abi.netmap import Ioctl, ReqType
 from tests.drivers.conftest import BCAST, attach, ctrl, frame, open_port, vale_list
 from tests.netmap.conftest import CALLER
 

@@ -9,7 +9,7 @@ import os
 
 import cffi
 
-from nmfuse.netmap.abi import Ioctl, RegMode, ReqType, ffi
+from nmfuse.abi.netmap import Ioctl, RegMode, ReqType, ffi
 
 # Python's mmap module refuses lengths beyond st_size, and the device (like
 # netmap's) has no size: map through libc, as a C client does.

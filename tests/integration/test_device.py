@@ -14,7 +14,7 @@ import pytest
 
 from tests.integration.conftest import Mount, client
 from tests.integration.pyclient import Port
-from nmfuse.netmap.abi import Ioctl, RegMode
+from nmfuse.abi.netmap import Ioctl, RegMode
 
 
 def test_conformance_client_passes_every_check(mount):

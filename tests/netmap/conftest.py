@@ -4,7 +4,7 @@ from types import SimpleNamespace
 import pytest
 
 from nmfuse.mem import MemoryAllocator, PoolConfig
-from nmfuse.netmap.abi import Ioctl, RegMode, ReqType, ffi
+from nmfuse.abi.netmap import Ioctl, RegMode, ReqType, ffi
 from nmfuse.netmap.core import Core
 from nmfuse.netmap.device import NetmapDevice
 from tests.netmap.fakemem import FakeUserMemory

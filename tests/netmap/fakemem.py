@@ -6,7 +6,7 @@ reading or writing outside a block is EFAULT, as process_vm_readv gives.
 
 import errno
 
-from nmfuse.netmap.abi import ffi
+from nmfuse.abi.netmap import ffi
 
 
 class FakeUserMemory:

@@ -3,7 +3,7 @@ caller address space (no FUSE)."""
 
 import errno
 
-from nmfuse.netmap.abi import Ioctl, OptType, RegFlag, RegMode, ReqType, ffi
+from nmfuse.abi.netmap import Ioctl, OptType, RegFlag, RegMode, ReqType, ffi
 from tests.netmap.conftest import CALLER
 
 

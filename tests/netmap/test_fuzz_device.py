@@ -6,7 +6,7 @@ import errno
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nmfuse.netmap.abi import Ioctl, RegFlag, RegMode, ReqType, ffi
+from nmfuse.abi.netmap import Ioctl, RegFlag, RegMode, ReqType, ffi
 from tests.netmap.conftest import CALLER, Harness
 
 NAMES = [b"", b"n0", b"p{1", b"p}1", b"q{2", b"vale0:a", b"vale0:b", b"vale1:x", b"p{1/r", b"vale0:a/z",

@@ -3,7 +3,7 @@
 import errno
 import select
 
-from nmfuse.netmap.abi import Ioctl, RegFlag, RegMode, SlotFlag
+from nmfuse.abi.netmap import Ioctl, RegFlag, RegMode, SlotFlag
 from tests.netmap.conftest import CALLER
 
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nmfuse.netmap.abi import OptType, ReqType, ffi
+from nmfuse.abi.netmap import OptType, ReqType, ffi
 from nmfuse.netmap.request import OPTION_SIZE, RequestError, copyin, copyout, new_header
 from tests.netmap.fakemem import FakeUserMemory
 

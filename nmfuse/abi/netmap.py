@@ -8,7 +8,7 @@ struct types.
 
 import enum
 
-from nmfuse._helper import ffi, lib
+from nmfuse.abi._netmap import ffi, lib
 
 
 

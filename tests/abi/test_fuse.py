@@ -1,4 +1,4 @@
-"""nmfuse.dev.abi: struct sizes, an encode->decode round trip of every
+"""nmfuse.abi.fuse: struct sizes, an encode->decode round trip of every
 declared struct, and constants that must agree with the struct sizes."""
 
 import errno
@@ -6,10 +6,11 @@ import itertools
 
 import pytest
 
-from nmfuse.dev.abi import (CDEF, IN_HEADER_SIZE, OUT_HEADER_SIZE, DevIoctl, InitFlag, OpenOutFlag, Opcode,
+from nmfuse.abi.cdef import FUSE_HEADER
+from nmfuse.abi.fuse import (IN_HEADER_SIZE, OUT_HEADER_SIZE, DevIoctl, InitFlag, OpenOutFlag, Opcode,
                             ffi, libc)
 
-FUSE_STRUCTS = sorted({line.split()[1] for line in CDEF.splitlines()
+FUSE_STRUCTS = sorted({line.split()[1] for line in FUSE_HEADER.read_text().splitlines()
                        if line.startswith("struct fuse_") and line.rstrip().endswith("{")})
 
 # Sizes from fuse_kernel.h 7.45 (and FUSE.md for the ones checked on this kernel).

@@ -29,7 +29,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netns import setns
 
-from nmfuse.netmap.abi import ffi, lib
+from nmfuse._helper import ffi, lib
 
 # pyroute2 logs every netlink message at DEBUG: keep the daemon's -v about nmfuse
 logging.getLogger("pyroute2").setLevel(logging.WARNING)
