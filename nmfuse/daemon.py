@@ -5,7 +5,7 @@ Threads:
   open/ioctl/poll/release is answered there, synchronously, under the core
   lock (netmap's syscalls never block, so neither does a request);
 * the *main thread* runs trio: signals, the status socket, and the wait
-  on TAP interfaces (``tap.run_waiters``).  It touches netmap state only
+  on interfaces (each driver's ``serve``).  It touches netmap state only
   under the lock.
 
 Under ``nmfuse run`` the main thread also runs the program and passes its
@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import threading
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ import trio
 from nmfuse.dev.channel import FuseChannel
 from nmfuse.dev.session import Session
 from nmfuse.dev.usermem import UserMemory
-from nmfuse.drivers import tap
+from nmfuse.drivers import all_drivers
 from nmfuse.mem import MemoryAllocator, PoolConfig
 from nmfuse.netmap.core import Core
 from nmfuse.netmap.device import NetmapDevice
@@ -71,7 +72,7 @@ class Daemon:
         self.private = private  # serving a private mount namespace (nmfuse run)
         self._socket_path = status_socket(options.path, private)
         self.mem = MemoryAllocator(options.pools)
-        self.core = Core(self.mem)
+        self.core = Core(self.mem, all_drivers(taps=options.taps))
         self.device = NetmapDevice(self.core, UserMemory)
         self.channel = FuseChannel()
         self.session = Session(self.channel, self.device, mode=options.mode, uid=options.uid,
@@ -80,14 +81,15 @@ class Daemon:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Create the TAP interfaces, mount and answer INIT.  Raises OSError
-        (a TAP) or the device layer's DeviceError; then nothing is left."""
-        tap.create_ports(self.core, self.options.taps)
-        try:
+        """Start the drivers (e.g. create the ``--tap`` interfaces), mount
+        and answer INIT.  Raises OSError (a driver) or the device layer's
+        DeviceError; then nothing is left."""
+        with ExitStack() as undo:
+            for driver in self.core.drivers:
+                driver.start()
+                undo.callback(driver.stop)
             self.session.start(self.options.path)
-        except BaseException:
-            tap.delete_ports(self.core)
-            raise
+            undo.pop_all()
         self._thread = threading.Thread(target=self._serve, name="nmfuse-requests", daemon=True)
         self._thread.start()
 
@@ -113,7 +115,8 @@ class Daemon:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watch_serve_thread, nursery.cancel_scope)
             nursery.start_soon(self._status_server)
-            nursery.start_soon(tap.run_waiters, self.core)
+            for driver in self.core.drivers:
+                nursery.start_soon(driver.serve)
             if command is None:
                 nursery.start_soon(self._watch_signals, nursery.cancel_scope)
             else:
@@ -183,7 +186,7 @@ class Daemon:
             self.session.shutdown()
         except Exception:
             log.exception("shutdown of the FUSE session")
-        with self.core.lock:
-            tap.delete_ports(self.core)
+        for driver in reversed(self.core.drivers):
+            driver.stop()
         self._socket_path.unlink(missing_ok=True)
 

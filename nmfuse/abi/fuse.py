@@ -22,7 +22,6 @@ import cffi
 from nmfuse.abi.cdef import FUSE_HEADER as HEADER
 from nmfuse.abi.cdef import cdef_source
 
-
 LIBC_CDEF = """
 /* ---- libc -------------------------------------------------------- */
 

@@ -11,7 +11,6 @@ import enum
 from nmfuse.abi._netmap import ffi, lib
 
 
-
 def _const(name: str) -> int:
     return getattr(lib, name)
 

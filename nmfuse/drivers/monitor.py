@@ -33,10 +33,11 @@ POLLERR), as netmap's does.  A monitor cannot itself be monitored by name
 
 import errno
 
-from nmfuse.abi.netmap import RegFlag, SlotFlag
 from nmfuse._helper import ffi, lib
+from nmfuse.abi.netmap import RegFlag, SlotFlag
 from nmfuse.netmap.adapter import Adapter, bound_var
 from nmfuse.netmap.binding import interp_ringid
+from nmfuse.netmap.driver import Driver
 from nmfuse.netmap.kring import DIRECTIONS, RX, TX
 
 NM_MONITOR_MAXSLOTS = 4096
@@ -347,7 +348,7 @@ def lookup(core, name: str, reg, create: bool, mem_given: bool):
         if pna.active_fds == 0 or pna.krings is None:
             raise OSError(errno.EINVAL, f"{pna.name} is not in netmap mode")
         interp_ringid(pna, reg.nr_mode, reg.nr_ringid, reg.nr_flags)
-        monitor_id = getattr(pna, "monitor_id", 0)
+        monitor_id = pna.monitor_id
         pna.monitor_id = monitor_id + 1
         suffix = ("z" if zcopy else "") + ("r" if flags & RegFlag.MONITOR_RX else "") + \
                  ("t" if flags & RegFlag.MONITOR_TX else "")
@@ -360,3 +361,14 @@ def lookup(core, name: str, reg, create: bool, mem_given: bool):
     except BaseException:
         pna.put()
         raise
+
+
+class MonitorDriver(Driver):
+    """Monitors of other ports (netmap_get_monitor_na): claims registrations
+    whose flags ask for a monitor."""
+
+    name = "monitor"
+
+    def lookup(self, name: str, reg, create: bool, mem_given: bool):
+        """See the module-level ``lookup``."""
+        return lookup(self.core, name, reg, create, mem_given)

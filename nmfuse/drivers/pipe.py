@@ -23,9 +23,10 @@ the pipe uses the daemon's one memory region.
 
 import errno
 
-from nmfuse.abi.netmap import RegMode
 from nmfuse._helper import lib
+from nmfuse.abi.netmap import RegMode
 from nmfuse.netmap.adapter import Adapter, bound_var
+from nmfuse.netmap.driver import Driver
 from nmfuse.netmap.kring import DIRECTIONS, RX, TX
 
 MAX_RINGS = 256
@@ -122,14 +123,39 @@ class PipeAdapter(Adapter):
 
 
 class PipePair:
-    def __init__(self, core, key):
-        self.core, self.key = core, key
+    """The two ends of one pipe, known to the driver until both are gone."""
+
+    def __init__(self, driver: "PipeDriver", key):
+        self.driver, self.key = driver, key
 
     def forget(self) -> None:
-        self.core.pipes.pop(self.key, None)
+        """Both ends are gone: the name ``key`` is free again."""
+        self.driver.pairs.pop(self.key, None)
 
 
-def lookup(core, name: str, reg, create: bool, mem_given: bool):
+class PipeDriver(Driver):
+    """Pipes ``NAME{ID`` / ``NAME}ID`` (netmap_get_pipe_na); ``pairs`` holds
+    the pipes that exist, by (parent name, id)."""
+
+    name = "pipe"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pairs: dict[tuple[str, str], PipePair] = {}
+
+    def lookup(self, name: str, reg, create: bool, mem_given: bool):
+        """The pipe end ``name``, made with its peer on first use.
+
+        Raises:
+            OSError: EINVAL (no parent or id, a mode pipes refuse), EBUSY
+                (the parent is owned by a switch), ENODEV (no such pipe
+                and ``create`` is False).
+        """
+        return _lookup(self, name, reg, create)
+
+
+def _lookup(driver: PipeDriver, name: str, reg, create: bool):
+    core = driver.core
     brace = name.rfind("{")
     role = "master"
     if brace < 0:
@@ -146,26 +172,27 @@ def lookup(core, name: str, reg, create: bool, mem_given: bool):
     if parent_port is not None and parent_port.owned_by_kernel:
         raise OSError(errno.EBUSY, "parent busy")
     key = (parent, pipe_id)
-    pair = core.pipes.get(key)
+    pair = driver.pairs.get(key)
     if pair is None:
         if not create:
             raise OSError(errno.ENODEV, f"pipe {name} not found")
-        pair = _create(core, key, reg, parent_port)
+        pair = _create(driver, key, reg, parent_port)
     return pair.master if role == "master" else pair.slave
 
 
-def _create(core, key, reg, parent_port) -> PipePair:
+def _create(driver: PipeDriver, key, reg, parent_port) -> PipePair:
+    core = driver.core
     parent, pipe_id = key
     default_slots = parent_port.num_slots if parent_port is not None else [DEFAULT_SLOTS] * 2
     tx_rings = bound_var(reg.nr_tx_rings, 1, 1, MAX_RINGS)
     rx_rings = bound_var(reg.nr_rx_rings, 1, 1, MAX_RINGS)
     tx_slots = bound_var(reg.nr_tx_slots, default_slots[TX], 1, MAX_SLOTS)
     rx_slots = bound_var(reg.nr_rx_slots, default_slots[RX], 1, MAX_SLOTS)
-    pair = PipePair(core, key)
+    pair = PipePair(driver, key)
     pair.master = PipeAdapter(core, f"{parent}{{{pipe_id}", pair, "master",
                               tx_rings=tx_rings, rx_rings=rx_rings, tx_slots=tx_slots, rx_slots=rx_slots)
     pair.slave = PipeAdapter(core, f"{parent}}}{pipe_id}", pair, "slave",
                              tx_rings=rx_rings, rx_rings=tx_rings, tx_slots=rx_slots, rx_slots=tx_slots)
     pair.master.peer, pair.slave.peer = pair.slave, pair.master
-    core.pipes[key] = pair
+    driver.pairs[key] = pair
     return pair

@@ -103,10 +103,11 @@ import os
 from functools import partial
 from weakref import WeakKeyDictionary
 
+from nmfuse._helper import ffi, lib
 from nmfuse.host import tuntap
 from nmfuse.host.fdwait import READ, WRITE, FdWaiter
-from nmfuse._helper import ffi, lib
 from nmfuse.netmap.adapter import Adapter, bound_var
+from nmfuse.netmap.driver import Driver
 from nmfuse.netmap.kring import RX, TX
 
 log = logging.getLogger("nmfuse.tap")
@@ -519,3 +520,32 @@ def delete_ports(core) -> None:
             os.close(fd)
         port.fds = []
         del core.named[name]
+
+
+class TapDriver(Driver):
+    """TAP interfaces as ports: those ``--tap`` asks the daemon to create
+    (``specs``: (name, queues) pairs) and free persistent TAPs by name."""
+
+    name = "tap"
+    interfaces = True
+
+    def __init__(self, specs=()) -> None:
+        super().__init__()
+        self.specs = tuple(specs)
+
+    def lookup(self, name: str, reg, create: bool, mem_given: bool):
+        """See the module-level ``lookup``."""
+        return lookup(self.core, name, reg, create, mem_given)
+
+    def start(self) -> None:
+        """Create the ``--tap`` interfaces; all or none (raises OSError)."""
+        create_ports(self.core, self.specs)
+
+    def stop(self) -> None:
+        """Delete the interfaces the daemon created, detach from the rest."""
+        with self.core.lock:
+            delete_ports(self.core)
+
+    async def serve(self) -> None:
+        """Serve the TAP fds' wake-ups until cancelled."""
+        await run_waiters(self.core)

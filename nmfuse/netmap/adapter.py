@@ -1,17 +1,29 @@
 """The port object every driver extends (netmap's netmap_adapter).
 
 A driver module (nmfuse/drivers/*.py) subclasses ``Adapter`` and overrides
-the small interface: ``krings_create``/``krings_delete``, ``register(on)``,
-``txsync(kring)``, ``rxsync(kring)`` and ``destroy``.  Everything shared by
-all port types (reference counting, rings in shared memory, wake-ups) is
-here once.
+what its port type does differently; every method and capability below has
+a default that fits a port moved only by syncs:
+
+    krings_create/krings_delete   kernel-side rings    one per ring, plain
+    register(on)                  first bind/last unbind  nothing
+    txsync/rxsync(kring)          the per-ring work     succeed, move nothing
+    poll_wait(kring)              a poller waits        nothing to arm
+    destroy()                     last reference gone   nothing
+    set_virt_hdr_len(n)           PORT_HDR_SET          ENXIO (no header)
+    forward_up(kring)             transparent mode      nothing
+    has_host_rings, supports_offsets, kind              class attributes
+
+Everything shared by all port types (reference counting, rings in shared
+memory, wake-ups) is here once.  The port-type side of the contract (name
+lookups, extra requests) is ``driver.Driver``.
 """
 
 import errno
 import logging
 
-from nmfuse.mem.allocator import ring_bytes
 from nmfuse._helper import ffi, lib
+
+from nmfuse.mem.allocator import ring_bytes
 from nmfuse.netmap.kring import DIRECTIONS, RX, TX, Kring
 
 log = logging.getLogger("nmfuse.netmap")
@@ -35,6 +47,10 @@ class Adapter:
     kind = "port"
     has_host_rings = False
     supports_offsets = False
+    #: the switch port this port is attached as (netmap's na_vp), if any
+    na_vp = None
+    #: how many monitors were opened on this port (names them: NAME/r#N)
+    monitor_id = 0
 
     def __init__(self, core, name: str, *, tx_rings: int, rx_rings: int,
                  tx_slots: int, rx_slots: int, host_tx_rings: int = 0, host_rx_rings: int = 0):
@@ -78,6 +94,14 @@ class Adapter:
 
     def destroy(self) -> None:
         """The last reference is gone."""
+
+    def set_virt_hdr_len(self, value: int) -> None:
+        """PORT_HDR_SET: frames now carry a ``value``-byte virtio-net header.
+
+        Raises:
+            OSError: ENXIO, the default: this port type has no such header.
+        """
+        raise OSError(errno.ENXIO, f"{self.name} has no port header")
 
     def poll_wait(self, kring: Kring) -> None:
         """A poller now waits on ``kring`` (its handle is in kring.waiters).

@@ -14,10 +14,6 @@ from nmfuse.abi.netmap import NETMAP_API, RegFlag, RegMode, ffi
 from nmfuse.netmap.kring import DIRECTIONS, RX, TX
 
 
-def _err(code: int, why: str) -> OSError:
-    return OSError(code, why)
-
-
 class Binding:
     """One open file of the device (netmap's priv)."""
 
@@ -65,27 +61,27 @@ def interp_ringid(adapter, mode: int, ringid: int, flags: int) -> tuple[list[int
             first[d], last[d] = 0, n
         elif mode in (RegMode.SW, RegMode.NIC_SW):
             if not adapter.has_host_rings:
-                raise _err(errno.EINVAL, "host rings not supported")
+                raise OSError(errno.EINVAL, "host rings not supported")
             first[d], last[d] = (n if mode == RegMode.SW else 0), adapter.all_rings(d)
         elif mode == RegMode.ONE_NIC:
             if ringid >= adapter.nrings(TX) and ringid >= adapter.nrings(RX):
-                raise _err(errno.EINVAL, f"invalid ring id {ringid}")
+                raise OSError(errno.EINVAL, f"invalid ring id {ringid}")
             j = ringid if ringid < n else 0
             first[d], last[d] = j, j + 1
         elif mode == RegMode.ONE_SW:
             if not adapter.has_host_rings:
-                raise _err(errno.EINVAL, "host rings not supported")
+                raise OSError(errno.EINVAL, "host rings not supported")
             host = adapter.num_host_rings
             if ringid >= host[TX] and ringid >= host[RX]:
-                raise _err(errno.EINVAL, f"invalid ring id {ringid}")
+                raise OSError(errno.EINVAL, f"invalid ring id {ringid}")
             j = ringid if ringid < host[d] else 0
             first[d], last[d] = n + j, n + j + 1
         else:
-            raise _err(errno.EINVAL, f"invalid regif type {mode}")
+            raise OSError(errno.EINVAL, f"invalid regif type {mode}")
     return first, last
 
 
-def register(binding: Binding, adapter, reg, offsets_opt=None) -> None:
+def do_regif(binding: Binding, adapter, reg, offsets_opt=None) -> None:
     """Bind ``adapter`` to ``binding`` (netmap_do_regif).
 
     ``reg`` is the nmreq_register body; ``offsets_opt`` the OFFSETS option
@@ -128,8 +124,8 @@ def register(binding: Binding, adapter, reg, offsets_opt=None) -> None:
         raise
 
 
-def unregister(binding: Binding) -> None:
-    """Undo ``register`` (netmap_do_unregif); extra buffers and the ring
+def do_unregif(binding: Binding) -> None:
+    """Undo ``do_regif`` (netmap_do_unregif); extra buffers and the ring
     buffers no other holder keeps return to the pool."""
     adapter = binding.adapter
     if adapter is None:
@@ -157,7 +153,7 @@ def _krings_get(binding: Binding) -> None:
     krings = list(binding.all_krings())
     for kring in krings:
         if kring.exclusive or (kring.users and excl):
-            raise _err(errno.EBUSY, f"{kring.name} busy")
+            raise OSError(errno.EBUSY, f"{kring.name} busy")
     for kring in krings:
         kring.users += 1
         if excl:
@@ -187,7 +183,7 @@ def _if_new(binding: Binding) -> int:
     ntx, nrx = adapter.all_rings(TX), adapter.all_rings(RX)
     size = ffi.sizeof("struct netmap_if") + (ntx + nrx) * ffi.sizeof("ssize_t")
     if size > mem.ifs.objsize:
-        raise _err(errno.ENOMEM, "too many rings for a netmap_if")
+        raise OSError(errno.ENOMEM, "too many rings for a netmap_if")
     offset = mem.ifs.alloc()
     nifp = mem.region.ptr("struct netmap_if *", offset)
     ffi.memmove(nifp, bytes(size), size)
@@ -255,5 +251,5 @@ def _offsets_init(binding: Binding, opt) -> None:
                     slot[j].ptr = (slot[j].ptr & ~mask) | (initial & mask)
     opt.status = error
     if error:
-        raise _err(error, "offsets option refused")
+        raise OSError(error, "offsets option refused")
     o.nro_max_offset = max_offset

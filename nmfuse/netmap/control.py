@@ -9,9 +9,16 @@ netmap returns, and leaves the request body filled on success.
 import errno
 import logging
 
-from nmfuse.netmap import binding as regif
-from nmfuse.netmap import vale_ctl
-from nmfuse.abi.netmap import NETMAP_MAX_API, NETMAP_MIN_API, OptType, RegFlag, RegMode, ReqType, ffi
+from nmfuse.abi.netmap import (
+    NETMAP_MAX_API,
+    NETMAP_MIN_API,
+    OptType,
+    RegFlag,
+    RegMode,
+    ReqType,
+    ffi,
+)
+from nmfuse.netmap.binding import do_regif, do_unregif, extra_buffers
 from nmfuse.netmap.kring import RX, TX
 from nmfuse.netmap.request import Request, RequestError, copyin, copyout, new_header
 
@@ -48,7 +55,7 @@ def handle(core, binding, data: bytes, mem) -> tuple[int, bytes]:
 
 def dispatch(core, binding, req: Request) -> int:
     """Run the handler of ``req``; returns 0 or the errno netmap gives."""
-    handler = HANDLERS.get(req.reqtype)
+    handler = HANDLERS.get(req.reqtype) or core.requests.get(req.reqtype)
     if handler is None:
         return errno.EINVAL
     try:
@@ -72,7 +79,7 @@ def ctrl_register(core, binding, req: Request) -> None:
             raise OSError(errno.EBUSY, f"{adapter.name} is owned by a switch")
         if adapter.virt_hdr_len and not reg.nr_flags & RegFlag.ACCEPT_VNET_HDR:
             raise OSError(errno.EIO, f"{adapter.name} has a virtio-net header the program does not accept")
-        regif.register(binding, adapter, reg, req.option(OptType.OFFSETS))
+        do_regif(binding, adapter, reg, req.option(OptType.OFFSETS))
     except BaseException:
         adapter.put()
         raise
@@ -87,12 +94,12 @@ def ctrl_register(core, binding, req: Request) -> None:
         reg.nr_memsize = core.mem.memsize
         reg.nr_mem_id = core.mem.mem_id
         if reg.nr_extra_bufs:
-            reg.nr_extra_bufs = regif.extra_buffers(binding, reg.nr_extra_bufs)
+            reg.nr_extra_bufs = extra_buffers(binding, reg.nr_extra_bufs)
         reg.nr_offset = binding.nifp_offset
         if req.unconsumed():
             raise OSError(errno.EOPNOTSUPP, "an option was not handled")
     except BaseException:
-        regif.unregister(binding)
+        do_unregif(binding)
         adapter.put()
         raise
 
@@ -132,10 +139,7 @@ def ctrl_port_hdr_set(core, binding, req: Request) -> None:
         raise OSError(errno.EINVAL, f"invalid header length {req.body.nr_hdr_len}")
     adapter = core.get_adapter(req.name, _register_body(), create=False)
     try:
-        set_hdr = getattr(adapter, "set_virt_hdr_len", None)
-        if set_hdr is None:
-            raise OSError(errno.ENXIO, f"{adapter.name} has no port header")
-        set_hdr(req.body.nr_hdr_len)
+        adapter.set_virt_hdr_len(req.body.nr_hdr_len)
     finally:
         adapter.put()
 
@@ -206,15 +210,8 @@ def _csb_validate(binding, opt, mem) -> int:
 HANDLERS = {
     ReqType.REGISTER: ctrl_register,
     ReqType.PORT_INFO_GET: ctrl_port_info_get,
-    ReqType.VALE_ATTACH: vale_ctl.ctrl_vale_attach,
-    ReqType.VALE_DETACH: vale_ctl.ctrl_vale_detach,
-    ReqType.VALE_LIST: vale_ctl.ctrl_vale_list,
     ReqType.PORT_HDR_SET: ctrl_port_hdr_set,
     ReqType.PORT_HDR_GET: ctrl_port_hdr_get,
-    ReqType.VALE_NEWIF: vale_ctl.ctrl_vale_newif,
-    ReqType.VALE_DELIF: vale_ctl.ctrl_vale_delif,
-    ReqType.VALE_POLLING_ENABLE: vale_ctl.ctrl_vale_polling,
-    ReqType.VALE_POLLING_DISABLE: vale_ctl.ctrl_vale_polling,
     ReqType.POOLS_INFO_GET: ctrl_pools_info_get,
     ReqType.SYNC_KLOOP_START: ctrl_sync_kloop_start,
     ReqType.SYNC_KLOOP_STOP: ctrl_sync_kloop_stop,

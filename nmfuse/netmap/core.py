@@ -2,32 +2,42 @@
 
 ``Core`` is what every request works against.  It is used from the FUSE
 request thread and from the daemon's event loop, always under ``lock``.
+Its drivers are handed to it (see ``driver.py``): it imports none.
 """
 
 import errno
 import threading
+from collections.abc import Iterable
 
-from nmfuse.drivers import monitor, null, pipe, tap, vale
-from nmfuse.abi.netmap import RegMode
+from nmfuse.abi.netmap import RegMode, ffi
+from nmfuse.netmap.driver import Driver, RequestHandler
 
 
 class Core:
-    """Ports and memory of one daemon.
+    """Ports, memory and drivers of one daemon.
 
     ``wake(kh)`` tells the device layer to wake a poller; it is called with
     the lock held and must not block.
     """
 
-    # netmap_get_na's cascade: the first lookup that claims a name wins
-    lookups = [null.lookup, monitor.lookup, pipe.lookup, tap.lookup, vale.lookup]
-
-    def __init__(self, mem, wake=lambda kh: None):
+    def __init__(self, mem, drivers: Iterable[Driver] = (), wake=lambda kh: None):
         self.mem = mem
         self.wake = wake
         self.lock = threading.RLock()
-        self.pipes: dict[tuple[str, str], object] = {}
-        self.named: dict[str, object] = {}   # ports that exist on their own (TAP, VALE, ...)
-        self.switches = vale.Switches(self)  # the VALE switches
+        self.named: dict[str, object] = {}   # ports that exist on their own (TAP, persistent VALE, ...)
+        # netmap_get_na's cascade: the first driver that claims a name wins
+        self.drivers: tuple[Driver, ...] = tuple(drivers)
+        self.requests: dict[int, RequestHandler] = {}
+        for driver in self.drivers:
+            driver.attach(self)
+            self.requests.update(driver.requests())
+
+    def driver(self, name: str) -> Driver:
+        """The driver registered as ``name``.  Raises KeyError."""
+        for driver in self.drivers:
+            if driver.name == name:
+                return driver
+        raise KeyError(name)
 
     def get_adapter(self, name: str, reg, create: bool = True):
         """Resolve ``name`` to a referenced adapter (netmap_get_na).
@@ -41,11 +51,44 @@ class Core:
         if reg.nr_mem_id and reg.nr_mem_id != self.mem.mem_id:
             raise OSError(errno.EINVAL, f"no memory region with id {reg.nr_mem_id}")
         mem_given = bool(reg.nr_mem_id)
-        for lookup in self.lookups:
-            adapter = lookup(self, name, reg, create, mem_given)
+        for driver in self.drivers:
+            adapter = driver.lookup(name, reg, create, mem_given)
             if adapter is not None:
                 return adapter.get()
         port = self.named.get(name)
         if port is None:
             raise OSError(errno.ENXIO, f"no port named {name!r}")
         return port.get()
+
+    def find_interface(self, ifname: str, reg=None, mem_given: bool = False):
+        """A port that exists on its own under ``ifname`` (netmap's ifunit):
+        a named port, or one an interface driver knows (a TAP, say).
+        Unreferenced; None if there is none.
+
+        Raises:
+            OSError: an interface driver's error other than "no such
+                interface" (ENXIO, ENODEV).
+        """
+        port = self.named.get(ifname)
+        if port is not None:
+            return port
+        if reg is None:
+            reg = _plain_register()
+        for driver in self.drivers:
+            if not driver.interfaces:
+                continue
+            try:
+                port = driver.lookup(ifname, reg, False, mem_given)
+            except OSError as e:
+                if e.errno in (errno.ENXIO, errno.ENODEV):
+                    continue
+                raise
+            if port is not None:
+                return port
+        return None
+
+
+def _plain_register():
+    reg = ffi.new("struct nmreq_register *")
+    reg.nr_mode = RegMode.ALL_NIC
+    return reg

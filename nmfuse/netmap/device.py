@@ -10,10 +10,9 @@ import errno
 import itertools
 import logging
 
-from nmfuse.netmap import binding as regif
-from nmfuse.netmap import control, legacy, sync
 from nmfuse.abi.netmap import Ioctl
-from nmfuse.netmap.binding import Binding
+from nmfuse.netmap import control, legacy, sync
+from nmfuse.netmap.binding import Binding, do_unregif
 from nmfuse.netmap.kring import RX, TX
 
 log = logging.getLogger("nmfuse.netmap")
@@ -45,7 +44,7 @@ class NetmapDevice:
             if binding is None or binding.adapter is None:
                 return
             adapter = binding.adapter
-            regif.unregister(binding)
+            do_unregif(binding)
             adapter.put()
 
     def ioctl(self, caller, fh: int, cmd: int, arg: int, data: bytes, out_size: int) -> tuple[int, bytes]:

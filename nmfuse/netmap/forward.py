@@ -23,8 +23,9 @@ the slots the program releases with NS_FORWARD set:
 netmap's global ``fwd`` sysctl (forward everything) has no counterpart.
 """
 
-from nmfuse.abi.netmap import RingFlag
 from nmfuse._helper import lib
+
+from nmfuse.abi.netmap import RingFlag
 from nmfuse.netmap.kring import RX, TX
 
 

@@ -9,9 +9,21 @@ with nr_name NUL-terminated.
 
 import errno
 
+from nmfuse.abi.netmap import (
+    NETMAP_API,
+    NETMAP_BDG_HOST,
+    NETMAP_RING_MASK,
+    NR_REG_MASK,
+    Ioctl,
+    LegacyCmd,
+    LegacyRingId,
+    RegFlag,
+    RegMode,
+    ReqType,
+    ffi,
+    lib,
+)
 from nmfuse.netmap import control
-from nmfuse.abi.netmap import (NETMAP_API, NETMAP_BDG_HOST, NETMAP_RING_MASK, NR_REG_MASK, Ioctl,
-                               LegacyCmd, LegacyRingId, RegFlag, RegMode, ReqType, ffi, lib)
 from nmfuse.netmap.request import Request, new_body
 
 LEGACY_SIZE = ffi.sizeof("struct nmreq")

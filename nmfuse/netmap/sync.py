@@ -21,8 +21,9 @@ Syncs go through ``kring.nm_sync``, so a monitor can see every one.
 import errno
 import select
 
-from nmfuse.netmap import forward
 from nmfuse._helper import lib
+
+from nmfuse.netmap import forward
 from nmfuse.netmap.kring import RX, TX
 
 POLLIN = select.POLLIN | select.POLLRDNORM

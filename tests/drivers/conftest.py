@@ -12,6 +12,7 @@ from nmfuse.drivers.vale import Bwrap
 from nmfuse.mem import MemoryAllocator, PoolConfig
 from nmfuse.abi.netmap import Ioctl, RegMode, ReqType, ffi
 from nmfuse.netmap.adapter import Adapter
+from nmfuse.drivers import all_drivers
 from nmfuse.netmap.core import Core
 from nmfuse.netmap.device import NetmapDevice
 from nmfuse.netmap.kring import RX, TX
@@ -27,7 +28,7 @@ def make_harness(**pools) -> Harness:
     config = {"if_num": 16, "ring_num": 32, "buf_num": 8192, **pools}
     h.mem = MemoryAllocator(PoolConfig(**config))
     h.woken = []
-    h.core = Core(h.mem, wake=h.woken.append)
+    h.core = Core(h.mem, all_drivers(), wake=h.woken.append)
     h.user = FakeUserMemory()
     h.dev = NetmapDevice(h.core, lambda pid: h.user)
     return h
@@ -38,7 +39,7 @@ def h():
     harness = make_harness()
     yield harness
     with harness.core.lock:
-        for bridge in harness.core.switches.bridges:
+        for bridge in harness.core.driver("vale").switches.bridges:
             for port in bridge.active_ports() if bridge else ():
                 if isinstance(port, Bwrap):
                     port._polling_halt()   # no poller may outlive the memory

@@ -170,9 +170,9 @@ def test_a_second_zero_copy_monitor_follows_the_first(h):
 def test_monitor_errors(h):
     assert monitor(h, "nosuch", R, expect=errno.ENXIO) == errno.ENXIO
     assert monitor(h, "q{1", R, expect=errno.EINVAL) == errno.EINVAL, "nobody has q{1 in netmap mode"
-    assert ("q", "1") not in h.core.pipes
+    assert ("q", "1") not in h.core.driver("pipe").pairs
     assert monitor(h, "vale0:x", T, expect=errno.EINVAL) == errno.EINVAL
-    assert h.core.switches.bridges[0] is None
+    assert h.core.driver("vale").switches.bridges[0] is None
     assert ctrl(h, 8, "v0")[0] == 0           # VALE_NEWIF: exists, not in netmap mode
     assert monitor(h, "v0", R, expect=errno.EINVAL) == errno.EINVAL
     master, slave = pipe(h)
@@ -211,14 +211,14 @@ def test_monitor_loses_a_port_that_goes_away(h):
     assert h.sync(mon.fh, Ioctl.NIOCRXSYNC) == 0 and rx.tail == 2
     mon.close()
     master.close()
-    assert not h.core.pipes and h.mem.statistics()["buf"].used == 0
+    assert not h.core.driver("pipe").pairs and h.mem.statistics()["buf"].used == 0
 
 
 def test_monitor_of_a_vale_port_keeps_it_only_while_registered(h):
     a = open_port(h, "vale0:a")
     mon = monitor(h, "vale0:a", R | T)
     a.close()
-    assert h.core.switches.bridges[0] is None, "the port went with its last fd, monitor or not"
+    assert h.core.driver("vale").switches.bridges[0] is None, "the port went with its last fd, monitor or not"
     assert h.dev.poll(CALLER, mon.fh, select.POLLIN, None) & select.POLLERR
 
 

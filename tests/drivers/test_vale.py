@@ -169,7 +169,7 @@ def test_ports_and_switch_go_with_their_last_fd(h):
     assert [n for n, *_ in vale_list(h)] == ["vale0:b", "vale0:c"]
     for p in (b, _):
         p.close()
-    assert vale_list(h) == [] and h.core.switches.bridges == [None] * vale.NM_BRIDGES
+    assert vale_list(h) == [] and h.core.driver("vale").switches.bridges == [None] * vale.NM_BRIDGES
     assert h.mem.statistics()["buf"].used == 0 and h.mem.statistics()["ring"].used == 0
 
 
@@ -213,7 +213,7 @@ def test_names_and_limits():
         assert open_port(h, "val9:a").adapter.bridge.name == "val9"
         for i in range(2, 7):
             open_port(h, f"vale{i}:a", slots=1)
-        assert [b is not None for b in h.core.switches.bridges] == [True] * 8
+        assert [b is not None for b in h.core.driver("vale").switches.bridges] == [True] * 8
         assert open_port(h, "vale7:a", expect=errno.ENOMEM) == errno.ENOMEM, "8 switches at most"
         assert ctrl(h, ReqType.PORT_INFO_GET, "vale7:a")[0] == errno.ENOMEM
         # 252 ports per switch: 254 indexes, two kept free for a port and its host rings
@@ -444,7 +444,7 @@ def test_a_persistent_port_in_two_switches_links_them(h):
     b = open_port(h, "vale1:b")
     assert attach(h, "vale0:v0")[0] == 0
     assert attach(h, "vale1:v0")[0] == 0, "the second attach wraps the port"
-    assert isinstance(h.core.switches.bridges[1].find("vale1:v0"), vale.Bwrap)
+    assert isinstance(h.core.driver("vale").switches.bridges[1].find("vale1:v0"), vale.Bwrap)
     a.send([frame(BCAST, A, b"across")])
     assert b.recv() == [frame(BCAST, A, b"across")]
     b.send([frame(A, B, b"back")])

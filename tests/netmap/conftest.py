@@ -5,6 +5,7 @@ import pytest
 
 from nmfuse.mem import MemoryAllocator, PoolConfig
 from nmfuse.abi.netmap import Ioctl, RegMode, ReqType, ffi
+from nmfuse.drivers import all_drivers
 from nmfuse.netmap.core import Core
 from nmfuse.netmap.device import NetmapDevice
 from tests.netmap.fakemem import FakeUserMemory
@@ -18,7 +19,7 @@ class Harness:
     def __init__(self):
         self.mem = MemoryAllocator(PoolConfig(if_num=16, ring_num=32, buf_num=8192))
         self.woken: list[int] = []
-        self.core = Core(self.mem, wake=self.woken.append)
+        self.core = Core(self.mem, all_drivers(), wake=self.woken.append)
         self.user = FakeUserMemory()
         self.dev = NetmapDevice(self.core, lambda pid: self.user)
 

@@ -167,7 +167,7 @@ def test_port_info_pools_info_and_port_hdr(h):
     err, got, _ = h.ctrl(fh, "pp{1", ReqType.POOLS_INFO_GET, pools)
     assert err == 0 and got.nr_buf_pool_objsize == 2048 and got.nr_memsize == h.mem.memsize
     assert got.nr_if_pool_offset < got.nr_ring_pool_offset < got.nr_buf_pool_offset
-    assert not h.core.pipes, "a pipe made only to answer a query is gone again"
+    assert not h.core.driver("pipe").pairs, "a pipe made only to answer a query is gone again"
     hdr = ffi.new("struct nmreq_port_hdr *")
     hdr.nr_hdr_len = 5
     assert h.ctrl(fh, "nosuchport0", ReqType.PORT_HDR_SET, hdr)[0] == errno.EINVAL
@@ -225,7 +225,7 @@ def test_legacy_nmreq(h):
     err, out = h.dev.ioctl(CALLER, fh, Ioctl.NIOCREGIF, 0, bytes(ffi.buffer(nmr)), 60)
     ffi.memmove(back, out, 60)
     assert err == 0 and back.nr_arg3 == 5 and back.nr_tx_slots == 1024
-    assert ("lp", "3") in h.core.pipes
+    assert ("lp", "3") in h.core.driver("pipe").pairs
 
 
 def test_memory_exhaustion_is_enomem_and_leaves_nothing(h):

@@ -156,7 +156,7 @@ def test_one_nic_selects_a_ring(h):
 def test_pipe_gone_when_both_ends_close(h):
     a, b, *_ = pipe_pair(h, "g")
     h.dev.release(a)
-    assert ("g", "1") in h.core.pipes
+    assert ("g", "1") in h.core.driver("pipe").pairs
     h.dev.release(b)
-    assert not h.core.pipes
+    assert not h.core.driver("pipe").pairs
     assert h.mem.statistics()["buf"].used == 0

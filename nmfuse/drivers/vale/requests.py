@@ -1,7 +1,9 @@
 """The VALE control requests (netmap_ioctl's VALE_* cases; netmap_bdg.c,
 netmap_vale.c): attach, detach, list, persistent ports, polling.
 
-Each handler takes (core, binding, req) like those of ``control``, raises
+Each handler takes the driver's switch table, then (core, binding, req)
+like the core's own handlers (``nmfuse.netmap.control``; ``HANDLERS``
+below is what the VALE driver registers), raises
 OSError with netmap's errno, and fills the request body on success (the
 body goes back to the caller only then).  The legacy ``nr_cmd`` forms
 reach these same handlers through ``legacy``.
@@ -9,21 +11,19 @@ reach these same handlers through ``legacy``.
 
 import errno
 
-from nmfuse.drivers import vale
-from nmfuse.drivers.vale import IFNAMSIZ, NM_BDG_NAME, NM_BDG_NOPORT, Bwrap, ValePort
 from nmfuse.abi.netmap import RegMode, ReqType, ffi
-
-
-def _err(code: int, why: str) -> OSError:
-    return OSError(code, why)
+from nmfuse.drivers.vale.bwrap import Bwrap
+from nmfuse.drivers.vale.lookup import get_port
+from nmfuse.drivers.vale.port import ValePort
+from nmfuse.drivers.vale.switch import IFNAMSIZ, NM_BDG_NAME, NM_BDG_NOPORT
 
 
 def _check_mem_id(core, mem_id: int) -> None:
     if mem_id and mem_id != core.mem.mem_id:
-        raise _err(errno.EINVAL, f"no memory region with id {mem_id}")
+        raise OSError(errno.EINVAL, f"no memory region with id {mem_id}")
 
 
-def ctrl_vale_attach(core, binding, req) -> None:
+def ctrl_vale_attach(switches, core, binding, req) -> None:
     """VALE_ATTACH ``valeX:IF``: join port IF to switch valeX (netmap_bdg_attach).
 
     body.reg.nr_mode is NR_REG_ALL_NIC, or NR_REG_NIC_SW to attach IF's
@@ -38,14 +38,16 @@ def ctrl_vale_attach(core, binding, req) -> None:
     reg = body.reg
     _check_mem_id(core, reg.nr_mem_id)
     try:
-        existing = vale.get_port(core, name, reg, False, ReqType.VALE_ATTACH)
-    except OSError:
+        existing = get_port(switches, name, reg, False, ReqType.VALE_ATTACH)
+    except OSError as e:
+        if e.errno != errno.ENXIO:   # no such switch or port: not attached
+            raise
         existing = None
     if existing is not None:
-        raise _err(errno.EBUSY, f"{name} is already attached")
-    port = vale.get_port(core, name, reg, True, ReqType.VALE_ATTACH)
+        raise OSError(errno.EBUSY, f"{name} is already attached")
+    port = get_port(switches, name, reg, True, ReqType.VALE_ATTACH)
     if port is None:
-        raise _err(errno.EINVAL, f"{name!r} is not a VALE port name")
+        raise OSError(errno.EINVAL, f"{name!r} is not a VALE port name")
     port.get()   # from now on, the attachment's reference
     try:
         port.bdg_ctl_attach(reg)
@@ -55,7 +57,7 @@ def ctrl_vale_attach(core, binding, req) -> None:
     body.port_index = port.bdg_port
 
 
-def ctrl_vale_detach(core, binding, req) -> None:
+def ctrl_vale_detach(switches, core, binding, req) -> None:
     """VALE_DETACH ``valeX:IF`` (netmap_bdg_detach).
 
     Raises:
@@ -63,22 +65,22 @@ def ctrl_vale_detach(core, binding, req) -> None:
             EBUSY (an ephemeral port, a port polling, or a persistent port
             also wrapped into another switch: detach that one first).
     """
-    port = vale.get_port(core, req.name, None, False, ReqType.VALE_DETACH)
+    port = get_port(switches, req.name, None, False, ReqType.VALE_DETACH)
     if port is None:
-        raise _err(errno.EINVAL, f"{req.name!r} is not a VALE port name")
+        raise OSError(errno.EINVAL, f"{req.name!r} is not a VALE port name")
     port.get()
     try:
         if isinstance(port, Bwrap) and port.polling is not None:
-            raise _err(errno.EBUSY, f"{port.name} is polling")
+            raise OSError(errno.EBUSY, f"{port.name} is polling")
         if port.na_vp is not port:
-            raise _err(errno.EBUSY, f"{port.name} cannot be detached")
+            raise OSError(errno.EBUSY, f"{port.name} cannot be detached")
         req.body.port_index = port.bdg_port
         port.bdg_ctl_detach()
     finally:
         port.put()
 
 
-def ctrl_vale_list(core, binding, req) -> None:
+def ctrl_vale_list(switches, core, binding, req) -> None:
     """VALE_LIST (netmap_vale_list).
 
     With a name: the switch and port indexes of that port (port index
@@ -91,13 +93,12 @@ def ctrl_vale_list(core, binding, req) -> None:
             switch, or no port left).
     """
     body, name = req.body, req.name
-    switches = core.switches
     if name:
         if not name.startswith(NM_BDG_NAME):
-            raise _err(errno.EINVAL, f"{name!r} is not a VALE name")
+            raise OSError(errno.EINVAL, f"{name!r} is not a VALE name")
         bridge = switches.find(name, False, prefixlen=0)
         if bridge is None:
-            raise _err(errno.ENOENT, f"no switch for {name!r}")
+            raise OSError(errno.ENOENT, f"no switch for {name!r}")
         body.nr_bridge_idx = bridge.index
         body.nr_port_idx = NM_BDG_NOPORT
         for idx in bridge.port_index[:bridge.active]:
@@ -108,7 +109,7 @@ def ctrl_vale_list(core, binding, req) -> None:
         return
     entry = switches.list_entry(body.nr_bridge_idx, body.nr_port_idx)
     if entry is None:
-        raise _err(errno.ENOENT, "no more ports")
+        raise OSError(errno.ENOENT, "no more ports")
     body.nr_bridge_idx, body.nr_port_idx, port = entry
     req.header.nr_name = port.name.encode("latin-1")[:len(req.header.nr_name) - 1]
 
@@ -118,7 +119,7 @@ def _valid_ifname(name: str) -> bool:
     return bool(name) and name not in (".", "..") and not any(c in "/:" or c.isspace() for c in name)
 
 
-def ctrl_vale_newif(core, binding, req) -> None:
+def ctrl_vale_newif(switches, core, binding, req) -> None:
     """VALE_NEWIF NAME: a persistent VALE port (nm_vi_create), a named port
     that outlives its clients until VALE_DELIF.  The bounded geometry and
     the memory id come back in the body.
@@ -129,9 +130,9 @@ def ctrl_vale_newif(core, binding, req) -> None:
     """
     body, name = req.body, req.name
     if name.startswith(NM_BDG_NAME) or len(name) >= IFNAMSIZ or not _valid_ifname(name):
-        raise _err(errno.EINVAL, f"{name!r} cannot name a persistent VALE port")
-    if vale.find_interface(core, name) is not None:
-        raise _err(errno.EEXIST, f"{name} exists")
+        raise OSError(errno.EINVAL, f"{name!r} cannot name a persistent VALE port")
+    if core.find_interface(name) is not None:
+        raise OSError(errno.EEXIST, f"{name} exists")
     _check_mem_id(core, body.nr_mem_id)
     reg = ffi.new("struct nmreq_register *")
     reg.nr_tx_slots, reg.nr_rx_slots = body.nr_tx_slots, body.nr_rx_slots
@@ -144,7 +145,7 @@ def ctrl_vale_newif(core, binding, req) -> None:
     body.nr_mem_id = core.mem.mem_id
 
 
-def ctrl_vale_delif(core, binding, req) -> None:
+def ctrl_vale_delif(switches, core, binding, req) -> None:
     """VALE_DELIF NAME: delete a persistent VALE port (nm_vi_destroy).
 
     Raises:
@@ -154,17 +155,17 @@ def ctrl_vale_delif(core, binding, req) -> None:
     name = req.name
     port = core.named.get(name)
     if port is None:
-        other = vale.find_interface(core, name)
-        raise _err(errno.EINVAL if other is not None else errno.ENXIO, f"no persistent VALE port {name!r}")
+        other = core.find_interface(name)
+        raise OSError(errno.EINVAL if other is not None else errno.ENXIO, f"no persistent VALE port {name!r}")
     if not isinstance(port, ValePort) or not port.persistent:
-        raise _err(errno.EINVAL, f"{name} is not a persistent VALE port")
+        raise OSError(errno.EINVAL, f"{name} is not a persistent VALE port")
     if port.owned_by_any() or port.refs > 1:
-        raise _err(errno.EBUSY, f"{name} is in use")
+        raise OSError(errno.EBUSY, f"{name} is in use")
     del core.named[name]
     port.put()
 
 
-def ctrl_vale_polling(core, binding, req) -> None:
+def ctrl_vale_polling(switches, core, binding, req) -> None:
     """VALE_POLLING_ENABLE / DISABLE ``valeX:IF`` (nm_bdg_polling).
 
     Only a port joined through a bwrap polls (EOPNOTSUPP otherwise).
@@ -174,12 +175,24 @@ def ctrl_vale_polling(core, binding, req) -> None:
             configuration netmap refuses), EOPNOTSUPP, EFAULT (already
             polling / not polling).
     """
-    port = vale.get_port(core, req.name, None, False, req.reqtype)
+    port = get_port(switches, req.name, None, False, req.reqtype)
     if port is None:
-        raise _err(errno.EINVAL, f"{req.name!r} is not a VALE port name")
+        raise OSError(errno.EINVAL, f"{req.name!r} is not a VALE port name")
     if not isinstance(port, Bwrap):
-        raise _err(errno.EOPNOTSUPP, f"{port.name} is not an attached interface")
+        raise OSError(errno.EOPNOTSUPP, f"{port.name} is not an attached interface")
     if req.reqtype == ReqType.VALE_POLLING_ENABLE:
         port.polling_start(req.body)
     else:
         port.polling_stop()
+
+
+# request type -> handler, registered by the VALE driver
+HANDLERS = {
+    ReqType.VALE_ATTACH: ctrl_vale_attach,
+    ReqType.VALE_DETACH: ctrl_vale_detach,
+    ReqType.VALE_LIST: ctrl_vale_list,
+    ReqType.VALE_NEWIF: ctrl_vale_newif,
+    ReqType.VALE_DELIF: ctrl_vale_delif,
+    ReqType.VALE_POLLING_ENABLE: ctrl_vale_polling,
+    ReqType.VALE_POLLING_DISABLE: ctrl_vale_polling,
+}
