@@ -44,11 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("path", nargs="?", default=None)
     s.add_argument("--json", action="store_true", help="machine-readable output")
 
-    from nmfuse import valectl
+    from nmfuse import cli_vale
 
     v = sub.add_parser("vale", add_help=False, help="VALE switches: list, create, delete, attach, detach ports",
                        description="VALE switches through the device's control requests (as netmap's vale-ctl)")
-    valectl.add_arguments(v)
+    cli_vale.add_arguments(v)
     return p
 
 
@@ -221,9 +221,9 @@ def cmd_umount(args) -> int:
 
 
 def cmd_vale(args) -> int:
-    from nmfuse import valectl
+    from nmfuse import cli_vale
 
-    return valectl.run(args)
+    return cli_vale.run(args)
 
 
 COMMANDS = {"mount": cmd_mount, "run": cmd_run, "umount": cmd_umount, "status": cmd_status, "vale": cmd_vale}

@@ -6,6 +6,7 @@ errno and the header bytes to copy back; body and options travel through
 netmap returns, and leaves the request body filled on success.
 """
 
+import dataclasses
 import errno
 import logging
 
@@ -127,11 +128,9 @@ def ctrl_pools_info_get(core, binding, req: Request) -> None:
     body = req.body
     adapter = core.get_adapter(req.name, _register_body(mem_id=body.nr_mem_id), create=True)
     adapter.put()
-    pools = core.mem.pools_info()
-    body.nr_memsize, body.nr_mem_id = pools.memsize, pools.mem_id
-    for pool in ("if", "ring", "buf"):
-        for field in ("offset", "objtotal", "objsize"):
-            setattr(body, f"nr_{pool}_pool_{field}", getattr(pools, f"{pool}_pool_{field}"))
+    # PoolsInfo's fields are nmreq_pools_info's without the nr_ prefix
+    for field, value in dataclasses.asdict(core.mem.pools_info()).items():
+        setattr(body, f"nr_{field}", value)
 
 
 def ctrl_port_hdr_set(core, binding, req: Request) -> None:

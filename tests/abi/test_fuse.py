@@ -7,8 +7,16 @@ import itertools
 import pytest
 
 from nmfuse.abi.cdef import FUSE_HEADER
-from nmfuse.abi.fuse import (IN_HEADER_SIZE, OUT_HEADER_SIZE, DevIoctl, InitFlag, OpenOutFlag, Opcode,
-                            ffi, libc)
+from nmfuse.abi.fuse import (
+    IN_HEADER_SIZE,
+    OUT_HEADER_SIZE,
+    DevIoctl,
+    InitFlag,
+    Opcode,
+    OpenOutFlag,
+    ffi,
+    libc,
+)
 
 FUSE_STRUCTS = sorted({line.split()[1] for line in FUSE_HEADER.read_text().splitlines()
                        if line.startswith("struct fuse_") and line.rstrip().endswith("{")})

@@ -5,17 +5,11 @@ import os
 
 import pytest
 
-
-def _fuse_missing() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (mounting FUSE)"
-    if not os.path.exists("/dev/fuse"):
-        return "needs /dev/fuse"
-    return None
+from tests.conftest import missing
 
 
 def pytest_collection_modifyitems(config, items):
-    reason = _fuse_missing()
+    reason = missing("root", "fuse")
     if reason is None:
         return
     skip = pytest.mark.skip(reason=reason)

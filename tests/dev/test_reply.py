@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from nmfuse.dev import reply
 from nmfuse.abi.fuse import FOPEN_PASSTHROUGH, InitFlag
+from nmfuse.dev import reply
 
 pytestmark = pytest.mark.skipif(sys.byteorder != "little", reason="fixtures are little-endian")
 

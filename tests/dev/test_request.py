@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from nmfuse.dev import request as rq
 from nmfuse.abi.fuse import InitFlag, Opcode, ffi
+from nmfuse.dev import request as rq
 
 pytestmark = pytest.mark.skipif(sys.byteorder != "little", reason="fixtures are little-endian")
 

@@ -11,11 +11,25 @@ import threading
 
 import pytest
 
-from nmfuse.dev import Caller, NoPassthrough, Session
 from nmfuse.abi.fuse import InitFlag, NotifyCode, OpenOutFlag, ffi
+from nmfuse.dev import Caller, NoPassthrough, Session
 from nmfuse.dev.session import MAX_WRITE
-from tests.dev.test_request import (BATCH_FORGET, DESTROY, FLUSH, FORGET, GETATTR, INIT_7_23, INIT_7_45,
-                                    INTERRUPT, IOCTL, IOCTL_NO_DATA, LOOKUP, OPEN, POLL, RELEASE)
+from tests.dev.test_request import (
+    BATCH_FORGET,
+    DESTROY,
+    FLUSH,
+    FORGET,
+    GETATTR,
+    INIT_7_23,
+    INIT_7_45,
+    INTERRUPT,
+    IOCTL,
+    IOCTL_NO_DATA,
+    LOOKUP,
+    OPEN,
+    POLL,
+    RELEASE,
+)
 
 pytestmark = pytest.mark.skipif(sys.byteorder != "little", reason="fixtures are little-endian")
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 import pytest
 
+from nmfuse.abi.netmap import Ioctl, RegMode, ReqType, ffi
+from nmfuse.drivers import all_drivers
 from nmfuse.drivers.vale import Bwrap
 from nmfuse.mem import MemoryAllocator, PoolConfig
-from nmfuse.abi.netmap import Ioctl, RegMode, ReqType, ffi
 from nmfuse.netmap.adapter import Adapter
-from nmfuse.drivers import all_drivers
 from nmfuse.netmap.core import Core
 from nmfuse.netmap.device import NetmapDevice
 from nmfuse.netmap.kring import RX, TX

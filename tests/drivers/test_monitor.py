@@ -5,8 +5,8 @@ direction, and netmap_monitor.c's errors."""
 import errno
 import select
 
-from nmfuse.drivers.monitor import MonitorAdapter
 from nmfuse.abi.netmap import Ioctl, RegFlag, RegMode, SlotFlag
+from nmfuse.drivers.monitor import MonitorAdapter
 from tests.drivers.conftest import BCAST, add_nic, attach, ctrl, frame, open_port
 from tests.netmap.conftest import CALLER
 

@@ -15,13 +15,14 @@ import time
 
 import pytest
 import trio
+from nmfuse._helper import ffi
 from pyroute2 import IPRoute, netns
 
+from nmfuse.abi.netmap import Ioctl, RegFlag, RegMode, ReqType, RingFlag, SlotFlag
 from nmfuse.drivers import tap
 from nmfuse.host import tuntap
 from nmfuse.host.fdwait import READ, WRITE
-from nmfuse.abi.netmap import Ioctl, RegFlag, RegMode, ReqType, RingFlag, SlotFlag
-from nmfuse._helper import ffi
+from tests.conftest import needs
 from tests.drivers.conftest import ctrl, frame, mac, open_port
 from tests.netmap.conftest import CALLER
 
@@ -32,14 +33,6 @@ VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4 = 1, 1  # linux/virtio_net.h
 A, B = "02:00:00:00:00:0a", "02:00:00:00:00:0b"
 
 _names = itertools.count()
-
-
-def _missing() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root"
-    if not os.path.exists("/dev/net/tun"):
-        return "needs /dev/net/tun"
-    return None
 
 
 def unique(prefix="nmt") -> str:
@@ -284,7 +277,7 @@ def test_long_frame_waits_for_room_whole(h, fake):
 
 
 @pytest.mark.needs_root
-@pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
+@needs("root", "tun")
 class TestTap:
     def test_created_interface_lives_with_the_daemon(self, h, made):
         name, port = made()
@@ -724,8 +717,7 @@ def _respond(h, p, my_mac: bytes, my_ip: bytes) -> int:
 
 
 @pytest.mark.needs_root
-@pytest.mark.skipif(_missing() is not None or not os.path.exists("/usr/bin/ping") and not os.path.exists("/bin/ping"),
-                    reason=str(_missing() or "needs ping"))
+@needs("root", "tun", "ping", "ip")
 async def test_ping_answered_through_a_namespace(h, made):
     name, port = made()
     ns = unique("nmns")

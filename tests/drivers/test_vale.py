@@ -9,10 +9,30 @@ import time
 
 import pytest
 
+from nmfuse.abi.netmap import (
+    Ioctl,
+    LegacyCmd,
+    RegFlag,
+    RegMode,
+    ReqType,
+    SlotFlag,
+    ffi,
+    lib,
+)
 from nmfuse.drivers import vale
-from nmfuse.abi.netmap import Ioctl, LegacyCmd, RegFlag, RegMode, ReqType, SlotFlag, ffi, lib
-from tests.drivers.conftest import (BCAST, RX, TX, add_nic, attach, ctrl, frame, mac, make_harness, open_port,
-                                    vale_list)
+from tests.drivers.conftest import (
+    BCAST,
+    RX,
+    TX,
+    add_nic,
+    attach,
+    ctrl,
+    frame,
+    mac,
+    make_harness,
+    open_port,
+    vale_list,
+)
 from tests.netmap.conftest import CALLER
 
 A, B, C, D = "02:00:00:00:00:0a", "02:00:00:00:00:0b", "02:00:00:00:00:0c", "02:00:00:00:00:0d"

@@ -4,7 +4,6 @@ behind it, two TAPs in two namespaces ping each other through a switch,
 and a monitor sees a TAP port's traffic.  Needs root and /dev/net/tun."""
 
 import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -13,6 +12,7 @@ import time
 import pytest
 
 from nmfuse.abi.netmap import Ioctl, ReqType
+from tests.conftest import needs
 from tests.drivers.conftest import BCAST, attach, ctrl, frame, open_port, vale_list
 from tests.netmap.conftest import CALLER
 
@@ -20,8 +20,7 @@ tap = pytest.importorskip("nmfuse.drivers.tap")
 
 pytestmark = [
     pytest.mark.needs_root,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
-    pytest.mark.skipif(not os.path.exists("/dev/net/tun"), reason="needs /dev/net/tun"),
+    needs("root", "tun"),
 ]
 
 ETHERTYPE = 0x88B5
@@ -107,7 +106,7 @@ def test_host_rings_attached_carry_the_kernels_frames(h, taps):
     s.close()
 
 
-@pytest.mark.skipif(not (shutil.which("ip") and shutil.which("ping")), reason="needs ip and ping")
+@needs("ip", "ping")
 def test_ping_between_namespaces_through_the_switch(h, taps):
     spaces = [name("n1"), name("n2")]
     for ns in spaces:

@@ -12,20 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import missing
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / "clients" / "bin"
 
 
-def _missing() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root"
-    if not os.path.exists("/dev/fuse"):
-        return "needs /dev/fuse"
-    return None
-
-
 def pytest_collection_modifyitems(config, items):
-    reason = _missing()
+    reason = missing("root", "fuse")
     for item in items:
         if "integration" in str(item.fspath):
             item.add_marker(pytest.mark.needs_fuse)

@@ -12,9 +12,9 @@ import time
 
 import pytest
 
+from nmfuse.abi.netmap import Ioctl, RegMode
 from tests.integration.conftest import Mount, client
 from tests.integration.pyclient import Port
-from nmfuse.abi.netmap import Ioctl, RegMode
 
 
 def test_conformance_client_passes_every_check(mount):

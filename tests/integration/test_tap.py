@@ -15,6 +15,7 @@ import subprocess
 import pytest
 from pyroute2 import IPRoute, netns
 
+from tests.conftest import needs
 from tests.integration.conftest import Mount, client
 
 ETH_P_TEST = 0x88B5
@@ -85,6 +86,7 @@ def _frames(s: socket.socket, limit: int) -> list[bytes]:
     return out
 
 
+@needs("ip", "ping")
 def test_ping_from_a_namespace_answered_by_the_responder(taps):
     name = taps.names[0]
     ns = taps.moved_to = _name("nmns")

@@ -4,13 +4,13 @@ ports, and TAP interfaces attached to a switch (ping through it)."""
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 
 import pytest
 
+from tests.conftest import needs
 from tests.integration.conftest import BIN, Mount, client
 from tests.integration.pyclient import Port
 
@@ -126,7 +126,7 @@ def test_monitor_errors_on_the_device(mount):
 
 
 @pytest.mark.needs_root
-@pytest.mark.skipif(not (shutil.which("ip") and shutil.which("ping")), reason="needs ip and ping")
+@needs("ip", "ping")
 def test_taps_ping_each_other_and_a_vale_port_through_the_switch(tmp_path):
     tag = os.getpid() % 10000
     taps, spaces = [f"nvt{tag}a", f"nvt{tag}b"], [f"nvns{tag}a", f"nvns{tag}b"]

@@ -3,9 +3,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from nmfuse.mem import MemoryAllocator, PoolConfig
 from nmfuse.abi.netmap import Ioctl, RegMode, ReqType, ffi
 from nmfuse.drivers import all_drivers
+from nmfuse.mem import MemoryAllocator, PoolConfig
 from nmfuse.netmap.core import Core
 from nmfuse.netmap.device import NetmapDevice
 from tests.netmap.fakemem import FakeUserMemory

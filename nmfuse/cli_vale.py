@@ -30,7 +30,6 @@ import sys
 from nmfuse.abi.netmap import NETMAP_API, Ioctl, RegMode, ReqType, ffi, lib
 
 DEFAULT_DEVICE = "/dev/netmap"
-_NAME = slice(8, 72)   # nr_name within the 88 header bytes (netmap_abi.h)
 
 
 class ControlError(OSError):
@@ -75,7 +74,8 @@ class Vale:
             raise ControlError(e.errno, os.strerror(e.errno)) from None
         finally:
             self._close(fd)
-        return bytes(buf[_NAME]).split(b"\0", 1)[0].decode("latin-1")
+        answered = ffi.from_buffer("struct nmreq_header *", buf)
+        return ffi.string(answered.nr_name).decode("latin-1")
 
     def list_all(self) -> list[dict]:
         """Every port, walking (bridge, port) indexes until ENOENT."""

@@ -10,7 +10,7 @@ import io
 
 import pytest
 
-from nmfuse import valectl
+from nmfuse import cli_vale
 from nmfuse.abi.netmap import ffi
 from tests.drivers.conftest import add_nic, make_harness, open_port
 from tests.netmap.conftest import CALLER
@@ -47,21 +47,21 @@ def h():
     harness.mem.close()
 
 
-def in_process(h) -> valectl.Vale:
+def in_process(h) -> cli_vale.Vale:
     def ioctl(fd, cmd, buf):
         err, out = h.dev.ioctl(CALLER, fd, cmd, 0, bytes(buf), len(buf))
         if err:
             raise OSError(err, "")
         buf[:len(out)] = out
 
-    return valectl.Vale("in-process", ioctl=ioctl, opener=lambda path: h.open(), closer=h.dev.release)
+    return cli_vale.Vale("in-process", ioctl=ioctl, opener=lambda path: h.open(), closer=h.dev.release)
 
 
 def run(h, *argv):
     p = argparse.ArgumentParser(add_help=False)
-    valectl.add_arguments(p)
+    cli_vale.add_arguments(p)
     out, err = io.StringIO(), io.StringIO()
-    code = valectl.run(p.parse_args(argv), in_process(h), out=out, err=err)
+    code = cli_vale.run(p.parse_args(argv), in_process(h), out=out, err=err)
     return code, out.getvalue(), err.getvalue()
 
 
@@ -110,18 +110,18 @@ def test_host_rings_and_polling(h):
 
 
 def test_config_parsing():
-    assert valectl.ring_config(None) == (0, 0, 0, 0)
-    assert valectl.ring_config("512") == (512, 512, 0, 0)
-    assert valectl.ring_config("512,256,4") == (512, 256, 4, 4)
-    assert valectl.ring_config("1,2,3,4") == (1, 2, 3, 4)
-    assert valectl.poll_config(None) == (0, 0, 1)
-    assert valectl.poll_config("1,2,3") == (1, 2, 3)
+    assert cli_vale.ring_config(None) == (0, 0, 0, 0)
+    assert cli_vale.ring_config("512") == (512, 512, 0, 0)
+    assert cli_vale.ring_config("512,256,4") == (512, 256, 4, 4)
+    assert cli_vale.ring_config("1,2,3,4") == (1, 2, 3, 4)
+    assert cli_vale.poll_config(None) == (0, 0, 1)
+    assert cli_vale.poll_config("1,2,3") == (1, 2, 3)
     with pytest.raises(ValueError):
-        valectl.poll_config("0,1,2")
+        cli_vale.poll_config("0,1,2")
 
 
 def test_the_device_path_is_opened_for_each_request(tmp_path):
-    vale = valectl.Vale(str(tmp_path / "missing"))
+    vale = cli_vale.Vale(str(tmp_path / "missing"))
     with pytest.raises(OSError) as e:
         vale.list_all()
     assert e.value.errno == errno.ENOENT
