@@ -18,8 +18,15 @@ interface), ``usermem`` (the caller's memory), ``errors``.
 """
 
 from nmfuse.dev.channel import FuseChannel
-from nmfuse.dev.errors import (AlreadyServed, BadMountPoint, DeviceError, MountFailed, NoFuseDevice,
-                               NoPassthrough, NotRoot)
+from nmfuse.dev.errors import (
+                               AlreadyServed,
+                               BadMountPoint,
+                               DeviceError,
+                               MountFailed,
+                               NoFuseDevice,
+                               NoPassthrough,
+                               NotRoot,
+)
 from nmfuse.dev.handler import Caller, DeviceHandler
 from nmfuse.dev.session import Session, SessionStatistics
 from nmfuse.dev.usermem import UserMemory

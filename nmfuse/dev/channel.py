@@ -22,10 +22,17 @@ import re
 import stat
 import threading
 
-from nmfuse.dev import reply
 from nmfuse.abi.fuse import DevIoctl, MountFlag, UmountFlag, ffi, libc
-from nmfuse.dev.errors import (AlreadyServed, BadMountPoint, DeviceError, MountFailed, NoFuseDevice,
-                               NoPassthrough, NotRoot)
+from nmfuse.dev import reply
+from nmfuse.dev.errors import (
+    AlreadyServed,
+    BadMountPoint,
+    DeviceError,
+    MountFailed,
+    NoFuseDevice,
+    NoPassthrough,
+    NotRoot,
+)
 
 __all__ = ["FuseChannel", "DeviceError", "fuse_mount_at"]
 

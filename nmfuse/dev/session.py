@@ -45,8 +45,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from nmfuse.abi.fuse import (
+    FOPEN_PASSTHROUGH,
+    KERNEL_MINOR_VERSION,
+    KERNEL_VERSION,
+    InitFlag,
+    Opcode,
+    PollFlag,
+)
 from nmfuse.dev import request as rq
-from nmfuse.abi.fuse import FOPEN_PASSTHROUGH, KERNEL_MINOR_VERSION, KERNEL_VERSION, InitFlag, Opcode, PollFlag
 from nmfuse.dev.channel import FuseChannel
 from nmfuse.dev.errors import DeviceError, NoPassthrough
 from nmfuse.dev.handler import Caller, DeviceHandler

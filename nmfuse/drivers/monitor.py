@@ -32,6 +32,7 @@ POLLERR), as netmap's does.  A monitor cannot itself be monitored by name
 """
 
 import errno
+from contextlib import ExitStack
 
 from nmfuse._helper import ffi, lib
 from nmfuse.abi.netmap import RegFlag, SlotFlag
@@ -343,8 +344,9 @@ def lookup(core, name: str, reg, create: bool, mem_given: bool):
     preq = ffi.new("struct nmreq_register *")
     ffi.memmove(preq, reg, ffi.sizeof("struct nmreq_register"))
     preq.nr_flags &= ~(MONITOR_FLAGS | RegFlag.ZCOPY_MON)
-    pna = core.get_adapter(name, preq, create)
-    try:
+    with ExitStack() as undo:
+        pna = core.get_adapter(name, preq, create)
+        undo.callback(pna.put)
         if pna.active_fds == 0 or pna.krings is None:
             raise OSError(errno.EINVAL, f"{pna.name} is not in netmap mode")
         interp_ringid(pna, reg.nr_mode, reg.nr_ringid, reg.nr_flags)
@@ -352,15 +354,14 @@ def lookup(core, name: str, reg, create: bool, mem_given: bool):
         pna.monitor_id = monitor_id + 1
         suffix = ("z" if zcopy else "") + ("r" if flags & RegFlag.MONITOR_RX else "") + \
                  ("t" if flags & RegFlag.MONITOR_TX else "")
-        return MonitorAdapter(
+        monitor = MonitorAdapter(
             core, f"{pna.name}/{suffix}#{monitor_id}", pna,
             flags & (MONITOR_FLAGS | RegFlag.ZCOPY_MON), zcopy,
             tx_rings=1, rx_rings=max(pna.num_rings[TX], pna.num_rings[RX]),
             tx_slots=bound_var(reg.nr_tx_slots, pna.num_slots[TX], 1, NM_MONITOR_MAXSLOTS),
             rx_slots=bound_var(reg.nr_rx_slots, pna.num_slots[RX], 1, NM_MONITOR_MAXSLOTS))
-    except BaseException:
-        pna.put()
-        raise
+        undo.pop_all()   # the monitor holds pna now
+    return monitor
 
 
 class MonitorDriver(Driver):

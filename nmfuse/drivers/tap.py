@@ -100,6 +100,7 @@ persistent TAP is left as its owner set it.
 import errno
 import logging
 import os
+from contextlib import ExitStack
 from functools import partial
 from weakref import WeakKeyDictionary
 
@@ -203,15 +204,14 @@ class TapAdapter(Adapter):
         if not self.created:
             self.vnet = bool(self.virt_hdr_len)
             self.fds = tuntap.open_queues(self.name, self.num_rings[TX], self.multi_queue, self.vnet)
-        try:
+        with ExitStack() as undo:
+            undo.callback(self._release_fds)
             for fd in self.fds:
                 tuntap.set_hdr(fd, self.virt_hdr_len)
                 tuntap.drain(fd)
             if self.created:
                 tuntap.set_carrier(self.fds[0], True)
-        except BaseException:
-            self._release_fds()
-            raise
+            undo.pop_all()
         self._watch()
         self.started, self.gone = True, False
         try:
@@ -476,17 +476,16 @@ def create(core, name: str, queues: int) -> TapAdapter:
                                     f"{core.mem.ifs.objsize} bytes")
     if tuntap.probe(name) is not None:
         raise OSError(errno.EEXIST, f"an interface named {name} exists already")
-    fds = tuntap.open_queues(name, queues, queues > 1)
-    try:
+    with ExitStack() as undo:
+        fds = tuntap.open_queues(name, queues, queues > 1)
+        for fd in fds:
+            undo.callback(os.close, fd)   # closing the queues deletes the interface
         tuntap.set_carrier(fds[0], False)
         mtu = max(68, min(tuntap.MAX_MTU, core.mem.buf_size - tuntap.ETH_HLEN))
         tuntap.link_set(fds[0], mtu=mtu)
-    except BaseException:
-        for fd in fds:
-            os.close(fd)
-        raise
-    port = TapAdapter(core, name, queues, queues > 1, fds)
-    core.named[name] = port
+        port = TapAdapter(core, name, queues, queues > 1, fds)
+        core.named[name] = port
+        undo.pop_all()
     return port
 
 

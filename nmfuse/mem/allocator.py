@@ -23,8 +23,8 @@ can never make the pool hand a buffer out twice.
 import errno
 from dataclasses import dataclass
 
-from nmfuse.mem.region import Region
 from nmfuse._helper import ffi, lib
+from nmfuse.mem.region import Region
 
 PAGE = 4096
 RESERVED_BUFS = 2  # netmap never hands out buffers 0 and 1

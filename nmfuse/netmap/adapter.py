@@ -20,6 +20,7 @@ lookups, extra requests) is ``driver.Driver``.
 
 import errno
 import logging
+from contextlib import ExitStack
 
 from nmfuse._helper import ffi, lib
 
@@ -162,12 +163,11 @@ class Adapter:
         mem, n = self.mem, kring.num_slots
         if n == 0:
             raise OSError(errno.EINVAL, f"{kring.name}: zero slots")
-        offset = mem.ring_alloc(n)
-        try:
+        with ExitStack() as undo:
+            offset = mem.ring_alloc(n)
+            undo.callback(mem.ring_free, offset)
             bufs = mem.bufs.alloc(n) if self.ring_owns_buffers(kring) else ffi.new("uint32_t[]", n)
-        except OSError:
-            mem.ring_free(offset)
-            raise
+            undo.pop_all()
         ring = mem.region.ptr("struct netmap_ring *", offset)
         ffi.memmove(ring, bytes(ffi.sizeof("struct netmap_ring")), ffi.sizeof("struct netmap_ring"))
         ring.buf_ofs = mem.bufs.offset - offset

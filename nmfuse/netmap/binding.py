@@ -98,13 +98,14 @@ def do_regif(binding: Binding, adapter, reg, offsets_opt=None) -> None:
     binding.txpoll = not (reg.nr_flags & RegFlag.NO_TX_POLL)
     try:
         with ExitStack() as undo:
+            # LIFO: the users go first, then the rings they no longer need,
+            # then the krings (which may hold rings of a port they wrap),
+            # and last the sweep that returns the buffers nobody holds
+            undo.callback(adapter.mem.sweep)
             if adapter.active_fds == 0:
                 adapter.krings_create()
                 undo.callback(lambda: adapter.active_fds == 0 and adapter.krings_delete())
             _krings_get(binding)
-            # LIFO: the users go first, then the rings they no longer need,
-            # then the buffers nobody holds
-            undo.callback(adapter.mem.sweep)
             undo.callback(adapter.rings_delete)
             undo.callback(_krings_put, binding)
             adapter.rings_create()

@@ -9,6 +9,7 @@ netmap returns, and leaves the request body filled on success.
 import dataclasses
 import errno
 import logging
+from contextlib import ExitStack
 
 from nmfuse.abi.netmap import (
     NETMAP_MAX_API,
@@ -74,17 +75,15 @@ def ctrl_register(core, binding, req: Request) -> None:
         raise OSError(errno.EBUSY, "this fd is already bound to a port")
     # EXTMEM is not offered (there is one region): its option stays
     # EOPNOTSUPP and nmreq_checkoptions refuses the request below.
-    adapter = core.get_adapter(req.name, reg, create=True)
-    try:
+    with ExitStack() as undo:
+        adapter = core.get_adapter(req.name, reg, create=True)
+        undo.callback(adapter.put)
         if adapter.owned_by_kernel:
             raise OSError(errno.EBUSY, f"{adapter.name} is owned by a switch")
         if adapter.virt_hdr_len and not reg.nr_flags & RegFlag.ACCEPT_VNET_HDR:
             raise OSError(errno.EIO, f"{adapter.name} has a virtio-net header the program does not accept")
         do_regif(binding, adapter, reg, req.option(OptType.OFFSETS))
-    except BaseException:
-        adapter.put()
-        raise
-    try:
+        undo.callback(do_unregif, binding)
         csb = req.option(OptType.CSB)
         if csb is not None:
             csb.status = _csb_validate(binding, csb, req.memory)
@@ -99,10 +98,7 @@ def ctrl_register(core, binding, req: Request) -> None:
         reg.nr_offset = binding.nifp_offset
         if req.unconsumed():
             raise OSError(errno.EOPNOTSUPP, "an option was not handled")
-    except BaseException:
-        do_unregif(binding)
-        adapter.put()
-        raise
+        undo.pop_all()
 
 
 def ctrl_port_info_get(core, binding, req: Request) -> None:

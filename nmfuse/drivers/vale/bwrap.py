@@ -22,6 +22,7 @@ attached with NR_REG_NIC_SW (vale-ctl -h).
 
 import errno
 import os
+from contextlib import ExitStack
 
 from nmfuse._helper import ffi
 from nmfuse.abi.netmap import RegMode
@@ -84,28 +85,24 @@ class Bwrap(VPort):
 
     def krings_create(self) -> None:
         hw = self.hw
-        Adapter.krings_create(self)
-        created = hw.krings is None
-        if created:
-            hw.krings_create()
-        # The bwrap holds hw's hardware rings, and its host rings only when
-        # they joined the switch too (netmap holds them all; a driver may
-        # tell from the host rings' users where its host stack goes).
-        host_on = self.host is not None and self.host.bridge is not None
-        self._hw_used = [k for d in DIRECTIONS
-                         for k in hw.krings[d][:None if host_on else hw.num_rings[d]]]
-        for k in self._hw_used:
-            k.users += 1
-        try:
-            hw.rings_create()
-        except BaseException:
+        with ExitStack() as undo:
+            Adapter.krings_create(self)
+            undo.callback(Adapter.krings_delete, self)
+            if hw.krings is None:
+                hw.krings_create()
+                undo.callback(hw.krings_delete)
+            # The bwrap holds hw's hardware rings, and its host rings only
+            # when they joined the switch too (netmap holds them all; a
+            # driver may tell from the host rings' users where its host
+            # stack goes).
+            host_on = self.host is not None and self.host.bridge is not None
+            self._hw_used = [k for d in DIRECTIONS
+                             for k in hw.krings[d][:None if host_on else hw.num_rings[d]]]
             for k in self._hw_used:
-                k.users -= 1
-            hw.rings_delete()
-            if created:
-                hw.krings_delete()
-            Adapter.krings_delete(self)
-            raise
+                k.users += 1
+            undo.callback(self._hw_release)
+            hw.rings_create()
+            undo.pop_all()
         for d in DIRECTIONS:
             other = RX if d == TX else TX
             for bk, hk in zip(self.krings[d], hw.krings[other]):
@@ -124,13 +121,17 @@ class Bwrap(VPort):
         if host is not None:
             host.bdg_refresh()
 
+    def _hw_release(self) -> None:
+        """Give back hw's rings taken by ``krings_create``."""
+        for k in self._hw_used:
+            k.users -= 1
+        self._hw_used = []
+        self.hw.rings_delete()
+
     def krings_delete(self) -> None:
         hw = self.hw
         if hw.krings is not None:
-            for k in self._hw_used:
-                k.users -= 1
-            self._hw_used = []
-            hw.rings_delete()
+            self._hw_release()
             if hw.active_fds == 0:
                 hw.krings_delete()
         for d in DIRECTIONS:

@@ -10,6 +10,7 @@ reach these same handlers through ``legacy``.
 """
 
 import errno
+from contextlib import ExitStack
 
 from nmfuse.abi.netmap import RegMode, ReqType, ffi
 from nmfuse.drivers.vale.bwrap import Bwrap
@@ -48,12 +49,11 @@ def ctrl_vale_attach(switches, core, binding, req) -> None:
     port = get_port(switches, name, reg, True, ReqType.VALE_ATTACH)
     if port is None:
         raise OSError(errno.EINVAL, f"{name!r} is not a VALE port name")
-    port.get()   # from now on, the attachment's reference
-    try:
+    with ExitStack() as undo:
+        port.get()   # from now on, the attachment's reference
+        undo.callback(port.put)
         port.bdg_ctl_attach(reg)
-    except BaseException:
-        port.put()
-        raise
+        undo.pop_all()
     body.port_index = port.bdg_port
 
 
