@@ -25,8 +25,16 @@ def _usage(h) -> dict:
     return {name: s.used for name, s in h.mem.statistics().items()}
 
 
-def _open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
+def _tun_fds() -> set[int]:
+    """The fds of this process open on /dev/net/tun (TAP queues)."""
+    fds = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == "/dev/net/tun":
+                fds.add(int(fd))
+        except FileNotFoundError:   # the fd listdir itself used
+            pass
+    return fds
 
 
 TAP_STEPS = [
@@ -43,14 +51,14 @@ TAP_STEPS = [
 @pytest.mark.parametrize("step,target,after", TAP_STEPS, ids=[s[0] for s in TAP_STEPS])
 def test_tap_creation_failing_at_any_step_leaves_no_interface(h, monkeypatch, step, target, after):
     name = unique("nmu")
-    fds = _open_fds()
+    fds = _tun_fds()
     counter = inject(monkeypatch, *target(), after=after)
     with pytest.raises(OSError) as e:
         tap.create(h.core, name, 4)
     assert counter["failed"] and e.value.errno == errno.ENOMEM
     assert tuntap.probe(name) is None, "no interface left"
     assert name not in h.core.named
-    assert _open_fds() == fds, "no queue fd left open"
+    assert _tun_fds() == fds, "no queue fd left open"
     monkeypatch.undo()
     tap.create(h.core, name, 4)
     assert tuntap.probe(name) is not None, "the same name is free again"
