@@ -54,22 +54,32 @@ void nmh_pipe_release(struct netmap_slot *rx, struct netmap_slot *tx, uint32_t n
 
 /* ---- monitors ---- */
 
+/* How many of the `count` slots from *first of a ring of n slots fit the
+ * free part of a monitor ring of mn slots [mhwtail, mhwcur - 1); when not
+ * all fit, *first moves on so that the newest frames are kept, as netmap
+ * keeps them. */
+static uint32_t mon_window(uint32_t n, uint32_t mn, uint32_t mhwcur, uint32_t mhwtail,
+                           uint32_t *first, uint32_t count)
+{
+    uint32_t busy = mhwtail >= mhwcur ? mhwtail - mhwcur : mhwtail + mn - mhwcur;
+    uint32_t room = mn - 1 - busy;
+
+    if (count > room) {
+        *first = (uint32_t)(((uint64_t)*first + count - room) % n);
+        count = room;
+    }
+    return count;
+}
+
 uint32_t nmh_mon_copy(const char *bufs, uint32_t buf_size, uint32_t objtotal,
                       const struct netmap_slot *slot, uint32_t n, uint64_t mask,
                       uint32_t first, uint32_t count,
                       struct netmap_slot *mslot, uint32_t mn, uint64_t mmask,
                       uint32_t mhwcur, uint32_t mhwtail, uint16_t txmon)
 {
-    uint32_t busy = mhwtail >= mhwcur ? mhwtail - mhwcur : mhwtail + mn - mhwcur;
-    uint32_t room = mn - 1 - busy, k = first, t = mhwtail;
+    uint32_t k = first, t = mhwtail;
 
-    if (room == 0)
-        return mhwtail;
-    if (count > room) {
-        /* keep the newest frames, as netmap does */
-        k = (uint32_t)(((uint64_t)first + count - room) % n);
-        count = room;
-    }
+    count = mon_window(n, mn, mhwcur, mhwtail, &k, count);
     for (; count > 0; count--) {
         const struct netmap_slot *s = &slot[k];
         struct netmap_slot *ms = &mslot[t];
@@ -100,15 +110,9 @@ uint32_t nmh_mon_swap(struct netmap_slot *slot, uint32_t n, uint32_t beg, uint32
                       struct netmap_slot *mslot, uint32_t mn, uint32_t mhwcur, uint32_t mhwtail,
                       uint16_t txmon)
 {
-    uint32_t busy = mhwtail >= mhwcur ? mhwtail - mhwcur : mhwtail + mn - mhwcur;
-    uint32_t room = mn - 1 - busy, k = beg, t = mhwtail;
+    uint32_t k = beg, t = mhwtail;
 
-    if (room == 0)
-        return mhwtail;
-    if (count > room) {
-        k = (uint32_t)(((uint64_t)beg + count - room) % n);
-        count = room;
-    }
+    count = mon_window(n, mn, mhwcur, mhwtail, &k, count);
     for (; count > 0; count--) {
         struct netmap_slot *s = &slot[k];
         struct netmap_slot *ms = &mslot[t];
