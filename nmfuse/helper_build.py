@@ -31,10 +31,11 @@ ffibuilder = cffi.FFI()
 ffibuilder.include(_abi.ffibuilder)
 for part in PARTS:
     ffibuilder.cdef(_abi.cdef.cdef_source(CSRC / f"{part}.h"))
+# One translation unit: the sources are included, so no object file of
+# ours lands anywhere but in the build's own temporary directory.
 ffibuilder.set_source(
     "nmfuse._helper",
-    '#include "netmap_abi.h"\n' + "".join(f'#include "{part}.h"\n' for part in PARTS),
-    sources=[str(CSRC / f"{part}.c") for part in PARTS],
+    '#include "netmap_abi.h"\n' + "".join(f'#include "{part}.c"\n' for part in PARTS),
     include_dirs=[str(_abi.HERE), str(CSRC)],
     extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra"],
 )
