@@ -2,8 +2,10 @@
 
 import errno
 import select
+import time
 
-from nmfuse.netmap.abi import Ioctl, RegFlag, RegMode, SlotFlag
+from nmfuse.netmap import kring as kring_mod
+from nmfuse.netmap.abi import Ioctl, RegFlag, RegMode, RingFlag, SlotFlag
 from tests.netmap.conftest import CALLER
 
 
@@ -160,3 +162,35 @@ def test_pipe_gone_when_both_ends_close(h):
     h.dev.release(b)
     assert not h.core.pipes
     assert h.mem.statistics()["buf"].used == 0
+
+
+def _ts_us(ring) -> int:
+    return ring.ts.tv_sec * 1_000_000 + ring.ts.tv_usec
+
+
+def test_every_rxsync_and_rx_poll_stamps_the_ring_with_the_wall_clock(h):
+    a, b, tx, rx, *_ = pipe_pair(h)
+    assert not rx.flags & RingFlag.TIMESTAMP, "not asked for"
+    for how in ("rxsync", "poll"):
+        rx.ts.tv_sec = rx.ts.tv_usec = 0
+        send(tx, [60])
+        h.sync(a, Ioctl.NIOCTXSYNC)
+        before = time.time_ns() // 1000
+        if how == "rxsync":
+            assert h.sync(b, Ioctl.NIOCRXSYNC) == 0
+        else:
+            assert h.dev.poll(CALLER, b, select.POLLIN, None) & select.POLLIN
+        after = time.time_ns() // 1000
+        assert before <= _ts_us(rx) <= after, how
+        rx.head = rx.cur = rx.tail
+    # netmap_no_timestamp: only NR_TIMESTAMP rings are stamped
+    kring_mod.NO_TIMESTAMP = True
+    try:
+        rx.ts.tv_sec = rx.ts.tv_usec = 0
+        h.sync(b, Ioctl.NIOCRXSYNC)
+        assert _ts_us(rx) == 0
+        rx.flags |= RingFlag.TIMESTAMP
+        h.sync(b, Ioctl.NIOCRXSYNC)
+        assert _ts_us(rx) > 0
+    finally:
+        kring_mod.NO_TIMESTAMP = False
