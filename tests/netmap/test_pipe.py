@@ -194,3 +194,19 @@ def test_every_rxsync_and_rx_poll_stamps_the_ring_with_the_wall_clock(h):
         assert _ts_us(rx) > 0
     finally:
         kring_mod.NO_TIMESTAMP = False
+
+
+def test_a_reinitialised_rx_ring_is_still_synced(h):
+    # netmap's NIOCRXSYNC and poll run the rxsync after netmap_ring_reinit
+    a, b, tx, rx, *_ = pipe_pair(h)
+    send(tx, [60, 61])
+    h.sync(a, Ioctl.NIOCTXSYNC)
+    rx.head = 99  # out of range
+    assert h.sync(b, Ioctl.NIOCRXSYNC) == 0
+    assert (rx.head, rx.cur, rx.tail) == (0, 0, 2), "reset to the kernel's view, and the frames arrived"
+    rx.head = rx.cur = 2
+    send(tx, [62])
+    h.sync(a, Ioctl.NIOCTXSYNC)
+    rx.cur = 1  # behind head
+    assert h.dev.poll(CALLER, b, select.POLLIN, None) == select.POLLIN | select.POLLERR
+    assert (rx.head, rx.tail) == (0, 3) and rx.slot[2].len == 62
