@@ -81,7 +81,7 @@ class Option:
     reqtype: int
     size: int         # nro_size as sent
     data: bytearray   # header + body as copied in; the header part is rewritten on copyout
-    status: int = errno.EOPNOTSUPP
+    status: int = 0   # while copying; EOPNOTSUPP once the whole chain is in
 
     def struct(self):
         """A typed pointer into ``data`` (the option's own C struct)."""
@@ -145,6 +145,24 @@ def new_body(reqtype: int):
     return ffi.new(ctype + " *") if ctype else None
 
 
+# netmap's copy buffer: the two saved header pointers, the option table
+# (one pointer per option type) and, for each option, the saved user next
+# pointer, all around NETMAP_REQ_MAXSIZE bytes of body and options.
+_POINTER = 8
+COPY_BUFFER_SIZE = (2 + abi.NETMAP_REQ_OPT_MAX) * _POINTER + abi.NETMAP_REQ_MAXSIZE \
+    + abi.NETMAP_REQ_OPT_MAX * _POINTER
+
+
+class _CopyBuffer:
+    """The two sizes nmreq_copyin keeps while it copies: ``used``, the bytes
+    taken in its buffer, and ``request``, body + option headers + option
+    bodies, bounded by NETMAP_REQ_MAXSIZE."""
+
+    def __init__(self, body_size: int):
+        self.used = 2 * _POINTER + body_size + abi.NETMAP_REQ_OPT_MAX * _POINTER
+        self.request = body_size
+
+
 def copyin(hdr, mem) -> Request:
     """Copy in the body and options of ``hdr`` (nmreq_copyin of netmap on Linux).
 
@@ -172,32 +190,13 @@ def copyin(hdr, mem) -> Request:
         while uaddr:
             uaddr = _copyin_option(req, mem, uaddr, copy)
     except RequestError as e:
-        _restore(req, mem, e.errno)
+        # netmap's out_restore: write back what was copied; the copyin
+        # error stands even if that write-back faults
+        copyout(req, mem, e.errno)
         raise
-    except OSError as e:
-        _restore(req, mem, e.errno or errno.EFAULT)
-        raise RequestError(e.errno or errno.EFAULT, "unreadable body or option") from None
     for opt in req.options:
         opt.status = errno.EOPNOTSUPP
     return req
-
-
-# netmap's copy buffer: the two saved header pointers, the option table
-# (one pointer per option type) and, for each option, the saved user next
-# pointer, all around NETMAP_REQ_MAXSIZE bytes of body and options.
-_POINTER = 8
-COPY_BUFFER_SIZE = (2 + abi.NETMAP_REQ_OPT_MAX) * _POINTER + abi.NETMAP_REQ_MAXSIZE \
-    + abi.NETMAP_REQ_OPT_MAX * _POINTER
-
-
-class _CopyBuffer:
-    """The two sizes nmreq_copyin keeps while it copies: ``used``, the bytes
-    taken in its buffer, and ``request``, body + option headers + option
-    bodies, bounded by NETMAP_REQ_MAXSIZE."""
-
-    def __init__(self, body_size: int):
-        self.used = 2 * _POINTER + body_size + abi.NETMAP_REQ_OPT_MAX * _POINTER
-        self.request = body_size
 
 
 def _copyin_option(req: Request, mem, uaddr: int, copy: _CopyBuffer) -> int:
@@ -206,12 +205,12 @@ def _copyin_option(req: Request, mem, uaddr: int, copy: _CopyBuffer) -> int:
         # the chain may loop back on itself: netmap writes no option back
         req.options.clear()
         raise RequestError(errno.EMSGSIZE, "option chain longer than the copy buffer")
-    data = bytearray(mem.read(uaddr, OPTION_SIZE))
+    data = bytearray(_read(mem, uaddr, OPTION_SIZE))
     copy.used += _POINTER + OPTION_SIZE
     copy.request += OPTION_SIZE
     head = ffi.cast("struct nmreq_option *", ffi.from_buffer(data))
     opt = Option(uaddr=uaddr, unext=head.nro_next, reqtype=head.nro_reqtype,
-                 size=head.nro_size, data=data, status=0)
+                 size=head.nro_size, data=data)
     req.options.append(opt)
     if opt.reqtype < 1:
         opt.status = errno.EINVAL
@@ -231,14 +230,8 @@ def _copyin_option(req: Request, mem, uaddr: int, copy: _CopyBuffer) -> int:
     copy.request += extra
     copy.used += extra
     if extra:
-        data += mem.read(uaddr + OPTION_SIZE, extra)
+        data += _read(mem, uaddr + OPTION_SIZE, extra)
     return opt.unext
-
-
-def _restore(req: Request, mem, error: int) -> None:
-    """nmreq_copyin's out_restore: write back what was copied; the copyin
-    error stands even if that write-back faults."""
-    copyout(req, mem, error)
 
 
 def copyout(req: Request, mem, error: int) -> int:
@@ -263,5 +256,12 @@ def copyout(req: Request, mem, error: int) -> int:
     return error
 
 
+def _read(mem, uaddr: int, size: int) -> bytes:
+    try:
+        return mem.read(uaddr, size)
+    except OSError as e:
+        raise RequestError(e.errno or errno.EFAULT, f"cannot read {size} bytes at {uaddr:#x}") from None
+
+
 def _read_into(mem, uaddr: int, cdata, size: int) -> None:
-    ffi.memmove(cdata, mem.read(uaddr, size), size)
+    ffi.memmove(cdata, _read(mem, uaddr, size), size)
