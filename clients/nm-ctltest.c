@@ -1087,6 +1087,10 @@ static void run_opt_cases(struct ctx *c, const struct opt_case *cases, size_t nc
     null_register(c, fd, "ctlnull", &r, NULL);
 }
 
+/* A check that is one table of cases. */
+#define OPT_CHECK(name, table) \
+    static void name(struct ctx *c) { run_opt_cases(c, table, NCASES(table)); }
+
 #define OPT(t, nx, st)            { (t), 0, (nx), AT_HEAP, (st) }
 #define OPT_SIZED(t, sz, nx, st)  { (t), (sz), (nx), AT_HEAP, (st) }
 #define EINVAL_S ((uint32_t)EINVAL)
@@ -1112,10 +1116,7 @@ static const struct opt_case loop_cases[] = {
       NETMAP_REQ_PORT_INFO_GET, 0, 2, { OPT(1000, 1, OPT_SENTINEL), OPT(7, 0, OPT_SENTINEL) }, EMSGSIZE, WB_FULL },
 };
 
-static void ck_opt_loop(struct ctx *c)
-{
-    run_opt_cases(c, loop_cases, NCASES(loop_cases));
-}
+OPT_CHECK(ck_opt_loop, loop_cases)
 
 /*
  * The copy buffer is 4208 bytes (L3424); a REGISTER takes 16 (saved
@@ -1134,15 +1135,8 @@ static const struct opt_case chain_at_limit_cases[] = {
       NETMAP_REQ_REGISTER, 127, 1, { OPT(1000, OPT_END, UNSUPP_S) }, EOPNOTSUPP, WB_FULL },
 };
 
-static void ck_opt_chain_too_long(struct ctx *c)
-{
-    run_opt_cases(c, chain_too_long_cases, NCASES(chain_too_long_cases));
-}
-
-static void ck_opt_chain_at_limit(struct ctx *c)
-{
-    run_opt_cases(c, chain_at_limit_cases, NCASES(chain_at_limit_cases));
-}
+OPT_CHECK(ck_opt_chain_too_long, chain_too_long_cases)
+OPT_CHECK(ck_opt_chain_at_limit, chain_at_limit_cases)
 
 /*
  * nmreq_opt_size_by_type: SYNC_KLOOP_EVENTFDS is as big as its nro_size
@@ -1161,10 +1155,7 @@ static const struct opt_case eventfds_cases[] = {
       NETMAP_REQ_REGISTER, 0, 1, { OPT_SIZED(EVENTFDS, 4040, OPT_END, UNSUPP_S) }, EOPNOTSUPP, WB_FULL },
 };
 
-static void ck_opt_eventfds_size(struct ctx *c)
-{
-    run_opt_cases(c, eventfds_cases, NCASES(eventfds_cases));
-}
+OPT_CHECK(ck_opt_eventfds_size, eventfds_cases)
 
 /*
  * nro_size is bounded for every known type, even those of fixed size
@@ -1180,10 +1171,7 @@ static const struct opt_case nro_size_cases[] = {
       NETMAP_REQ_PORT_INFO_GET, 0, 1, { OPT_SIZED(MODE, 4096, OPT_END, UNSUPP_S) }, 0, WB_FULL },
 };
 
-static void ck_opt_nro_size(struct ctx *c)
-{
-    run_opt_cases(c, nro_size_cases, NCASES(nro_size_cases));
-}
+OPT_CHECK(ck_opt_nro_size, nro_size_cases)
 
 /* nro_reqtype 0 -> its status and the call EINVAL, at once (L3491-3497). */
 static const struct opt_case type_zero_cases[] = {
@@ -1194,10 +1182,7 @@ static const struct opt_case type_zero_cases[] = {
       EINVAL, WB_FULL },
 };
 
-static void ck_opt_type_zero(struct ctx *c)
-{
-    run_opt_cases(c, type_zero_cases, NCASES(type_zero_cases));
-}
+OPT_CHECK(ck_opt_type_zero, type_zero_cases)
 
 /*
  * nro_reqtype >= NETMAP_REQ_OPT_MAX is skipped (L3499-3502) and keeps the
@@ -1216,10 +1201,7 @@ static const struct opt_case type_unknown_cases[] = {
       NETMAP_REQ_REGISTER, 0, 2, { OPT(1000, 1, UNSUPP_S), OPT(OFFSETS, OPT_END, 0) }, EOPNOTSUPP, WB_FULL },
 };
 
-static void ck_opt_type_unknown(struct ctx *c)
-{
-    run_opt_cases(c, type_unknown_cases, NCASES(type_unknown_cases));
-}
+OPT_CHECK(ck_opt_type_unknown, type_unknown_cases)
 
 /*
  * The same option type twice -> both copies EINVAL and the call EINVAL at
@@ -1237,10 +1219,7 @@ static const struct opt_case duplicate_cases[] = {
       EINVAL, WB_FULL },
 };
 
-static void ck_opt_duplicate(struct ctx *c)
-{
-    run_opt_cases(c, duplicate_cases, NCASES(duplicate_cases));
-}
+OPT_CHECK(ck_opt_duplicate, duplicate_cases)
 
 /*
  * netmap_ioctl REGISTER: an option left EOPNOTSUPP makes nmreq_checkoptions
@@ -1251,10 +1230,7 @@ static const struct opt_case unconsumed_register_cases[] = {
       NETMAP_REQ_REGISTER, 0, 1, { OPT(MODE, OPT_END, UNSUPP_S) }, EOPNOTSUPP, WB_FULL },
 };
 
-static void ck_opt_unconsumed_register(struct ctx *c)
-{
-    run_opt_cases(c, unconsumed_register_cases, NCASES(unconsumed_register_cases));
-}
+OPT_CHECK(ck_opt_unconsumed_register, unconsumed_register_cases)
 
 /*
  * PORT_INFO_GET never calls nmreq_checkoptions: it succeeds and an unknown-
@@ -1267,10 +1243,7 @@ static const struct opt_case unconsumed_info_cases[] = {
       NETMAP_REQ_PORT_INFO_GET, 0, 1, { OPT(1000, OPT_END, UNSUPP_S) }, 0, WB_FULL },
 };
 
-static void ck_opt_unconsumed_info(struct ctx *c)
-{
-    run_opt_cases(c, unconsumed_info_cases, NCASES(unconsumed_info_cases));
-}
+OPT_CHECK(ck_opt_unconsumed_info, unconsumed_info_cases)
 
 /*
  * A valid option whose nro_next cannot be read -> EFAULT (L3472-3474); the
@@ -1283,10 +1256,7 @@ static const struct opt_case dangling_next_cases[] = {
       NETMAP_REQ_REGISTER, 0, 2, { OPT(1000, 1, 0), OPT(OFFSETS, OPT_HOLE, 0) }, EFAULT, WB_FULL },
 };
 
-static void ck_opt_dangling_next(struct ctx *c)
-{
-    run_opt_cases(c, dangling_next_cases, NCASES(dangling_next_cases));
-}
+OPT_CHECK(ck_opt_dangling_next, dangling_next_cases)
 
 /*
  * The option header is readable but its body is not -> EFAULT while copying
@@ -1297,10 +1267,7 @@ static const struct opt_case body_efault_cases[] = {
       NETMAP_REQ_REGISTER, 0, 1, { { OFFSETS, 0, OPT_END, AT_EDGE, 0 } }, EFAULT, WB_FULL },
 };
 
-static void ck_opt_body_efault(struct ctx *c)
-{
-    run_opt_cases(c, body_efault_cases, NCASES(body_efault_cases));
-}
+OPT_CHECK(ck_opt_body_efault, body_efault_cases)
 
 #undef OPT
 #undef OPT_SIZED
