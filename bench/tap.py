@@ -31,6 +31,7 @@ import sys
 import tempfile
 
 from common import BIN, CLIENTS, last_json, pinned, start_nmfuse, stop
+
 TAP, FLOOR_TAP = "nmbench0", "nmfloor0"
 
 

@@ -27,6 +27,7 @@ import tempfile
 import time
 
 from common import CLIENTS, last_json, pinned, start_nmfuse, stop
+
 FRAME = 60
 
 

@@ -38,8 +38,8 @@ Data path (netmap's native NIC driver, with a TAP fd for the NIC)
 * rxsync returns the released slots, then reads frames into the free
   ones until the fd is empty or the ring full; a frame longer than a
   buffer becomes an NS_MOREFRAG chain (one that does not fit the free
-  slots waits, whole, until the program releases enough).  Timestamps are
-  set by the core when the ring has NR_TIMESTAMP.
+  slots waits, whole, until the program releases enough).  The core
+  stamps the ring after every rxsync, as netmap does.
 * PORT_HDR_SET 10 or 12 makes every frame carry that virtio-net header in
   front, passed through the TAP's own (IFF_VNET_HDR, TUNSETVNETHDRSZ) with
   checksum and TSO offloads enabled, so offloaded frames keep their

@@ -23,7 +23,6 @@ import logging
 from contextlib import ExitStack
 
 from nmfuse._helper import ffi, lib
-
 from nmfuse.mem.allocator import ring_bytes
 from nmfuse.netmap.kring import DIRECTIONS, RX, TX, Kring
 

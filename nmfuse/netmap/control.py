@@ -46,9 +46,9 @@ def handle(core, binding, data: bytes, mem) -> tuple[int, bytes]:
     try:
         req = copyin(hdr, mem)
     except RequestError as e:
-        return e.errno, bytes(data)
-    except OSError as e:
-        return e.errno or errno.EFAULT, bytes(data)
+        # the header as netmap leaves it: the user's pointers, nr_reserved
+        # 1 if copyin failed before building its copy, 0 after
+        return e.errno, bytes(ffi.buffer(hdr))
     hdr.nr_name[len(hdr.nr_name) - 1] = b"\0"
     error = dispatch(core, binding, req)
     error = copyout(req, mem, error)

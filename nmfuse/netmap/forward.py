@@ -24,7 +24,6 @@ netmap's global ``fwd`` sysctl (forward everything) has no counterpart.
 """
 
 from nmfuse._helper import lib
-
 from nmfuse.abi.netmap import RingFlag
 from nmfuse.netmap.kring import RX, TX
 

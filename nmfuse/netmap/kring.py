@@ -37,6 +37,10 @@ DIRECTIONS = (TX, RX)
 DIR_NAME = ("tx", "rx")
 
 
+# netmap's netmap_no_timestamp sysctl, off by default: rxsyncs stamp the ring.
+NO_TIMESTAMP = False
+
+
 class Kring:
     """One ring of an adapter, in one direction.
 
@@ -147,7 +151,10 @@ class Kring:
         return bool(errors)
 
     def timestamp(self) -> None:
-        if self.ring.flags & RingFlag.TIMESTAMP:
+        """ring->ts = the wall clock in microseconds (netmap's microtime),
+        after every rxsync: always, unless NO_TIMESTAMP is set and the ring
+        does not ask for it with NR_TIMESTAMP (ring_timestamp_set)."""
+        if not NO_TIMESTAMP or self.ring.flags & RingFlag.TIMESTAMP:
             now = time.time_ns() // 1000
             self.ring.ts.tv_sec, self.ring.ts.tv_usec = divmod(now, 1_000_000)
 

@@ -2,9 +2,11 @@
 
 A sync runs the prologue on each bound ring; a ring the user broke (head
 or cur out of their window, a slot with an invalid buffer index or an
-oversized length in the slots it hands over) is reinitialised instead of
-synced: bad slots are cleared and head/cur/tail return to the kernel's
-view, and poll reports POLLERR for it.  The NIOCxXSYNC ioctls return 0
+oversized length in the slots it hands over) is reinitialised: bad slots
+are cleared and head/cur/tail return to the kernel's view, and poll
+reports POLLERR for it.  A TX ring is then not synced; an RX ring is, as
+in netmap, so frames that arrived still reach it.  Every RX sync stamps
+the ring (``ring->ts``).  The NIOCxXSYNC ioctls return 0
 all the same, as netmap's do: the client sees the reset ring.
 
 Poll wake-ups: when poll finds nothing ready it leaves the FUSE poll handle
@@ -22,7 +24,6 @@ import errno
 import select
 
 from nmfuse._helper import lib
-
 from nmfuse.netmap import forward
 from nmfuse.netmap.kring import RX, TX
 
@@ -56,15 +57,21 @@ def txsync_ring(kring) -> bool:
 def rxsync_ring(kring, forward_to=None) -> bool:
     """One RX ring: prologue, transparent forwarding (down into the TX
     krings ``forward_to`` when the binding may, see forward.py), driver
-    sync, finalize, timestamp.  False on a reinit."""
+    sync, finalize, timestamp.  False on a reinit or a failed sync.
+
+    Unlike TX, a reinitialised RX ring is still synced, as netmap does
+    (NIOCRXSYNC and netmap_poll): it releases nothing then, but new frames
+    arrive in the same call."""
+    ok = True
     if not kring.rxsync_prologue() or not _handed_over_ok(kring, kring.hwcur):
         _reinit(kring)
         ok = False
     else:
         forward.released(kring, forward_to)
-        ok = kring.nm_sync(kring) == 0
-        if ok:
-            kring.finalize()
+    if kring.nm_sync(kring) == 0:
+        kring.finalize()
+    else:
+        ok = False
     kring.timestamp()
     return ok
 

@@ -10,9 +10,11 @@ from nmfuse.abi.netmap import ffi
 
 
 class FakeUserMemory:
-    def __init__(self):
+    def __init__(self, start: int = 0x10000):
+        """``place`` allocates from ``start`` upwards; tests that also set
+        blocks at fixed addresses start above them."""
         self.blocks: dict[int, bytearray] = {}
-        self._next = 0x10000
+        self._next = start
 
     def place(self, data) -> int:
         """Put ``data`` (bytes or a cffi struct pointer) at a new address."""

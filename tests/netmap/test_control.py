@@ -52,12 +52,17 @@ def test_name_is_terminated_in_the_header_written_back(h):
     assert back.nr_body == body
 
 
-def test_looping_and_oversized_chains_are_emsgsize(h):
+def test_looping_chains_are_duplicates_or_emsgsize_and_oversized_options_emsgsize(h):
     fh = h.open()
     body = h.user.place(ffi.new("struct nmreq_port_info_get *"))
     loop = h.option(OptType.OFFSETS, ctype="struct nmreq_opt_offsets")
     h.user.write(loop, loop.to_bytes(8, "little"))  # nro_next points at itself
-    assert h.ctrl_raw(fh, h.header("", ReqType.PORT_INFO_GET, body=body, options=loop))[0] == errno.EMSGSIZE
+    assert h.ctrl_raw(fh, h.header("", ReqType.PORT_INFO_GET, body=body, options=loop))[0] == errno.EINVAL
+    assert h.option_status(loop) == errno.EINVAL, "netmap on Linux: the second copy is a duplicate"
+    unknown = h.option(1000)
+    h.user.write(unknown, unknown.to_bytes(8, "little"))
+    err, back = h.ctrl_raw(fh, h.header("", ReqType.PORT_INFO_GET, body=body, options=unknown))
+    assert err == errno.EMSGSIZE and back.nr_options == unknown and back.nr_reserved == 0
     big = h.option(OptType.SYNC_KLOOP_EVENTFDS, size=8192)
     assert h.ctrl_raw(fh, h.header("", ReqType.PORT_INFO_GET, body=body, options=big))[0] == errno.EMSGSIZE
 
@@ -86,6 +91,18 @@ def test_unconsumed_option_undoes_the_registration(h):
     assert err == errno.EOPNOTSUPP and h.option_status(mode) == errno.EOPNOTSUPP
     assert h.mem.statistics()["ring"].used == 0 and h.mem.statistics()["buf"].used == 0
     assert h.register(fh, nr_tx_rings=1, nr_rx_rings=1, nr_tx_slots=8, nr_rx_slots=8)[0] == 0
+
+
+def test_unknown_option_before_a_consumed_one_fails_register_after_the_fact(h):
+    # netmap on Linux copies past an unknown type; REGISTER consumes OFFSETS
+    # (status 0), then nmreq_checkoptions finds the unknown one: EOPNOTSUPP
+    fh = h.open()
+    off = h.option(OptType.OFFSETS, ctype="struct nmreq_opt_offsets", nro_max_offset=64)
+    unknown = h.option(1000, nxt=off)
+    err, _, _ = h.register(fh, options=unknown, nr_tx_rings=1, nr_rx_rings=1, nr_tx_slots=8, nr_rx_slots=8)
+    assert err == errno.EOPNOTSUPP
+    assert h.option_status(unknown) == errno.EOPNOTSUPP and h.option_status(off) == 0
+    assert h.mem.statistics()["ring"].used == 0 and h.mem.statistics()["buf"].used == 0
 
 
 def test_unconsumed_option_elsewhere_is_only_marked(h):

@@ -2,8 +2,10 @@
 
 import errno
 import select
+import time
 
-from nmfuse.abi.netmap import Ioctl, RegFlag, RegMode, SlotFlag
+from nmfuse.abi.netmap import Ioctl, RegFlag, RegMode, RingFlag, SlotFlag
+from nmfuse.netmap import kring as kring_mod
 from tests.netmap.conftest import CALLER
 
 
@@ -160,3 +162,51 @@ def test_pipe_gone_when_both_ends_close(h):
     h.dev.release(b)
     assert not h.core.driver("pipe").pairs
     assert h.mem.statistics()["buf"].used == 0
+
+
+def _ts_us(ring) -> int:
+    return ring.ts.tv_sec * 1_000_000 + ring.ts.tv_usec
+
+
+def test_every_rxsync_and_rx_poll_stamps_the_ring_with_the_wall_clock(h):
+    a, b, tx, rx, *_ = pipe_pair(h)
+    assert not rx.flags & RingFlag.TIMESTAMP, "not asked for"
+    for how in ("rxsync", "poll"):
+        rx.ts.tv_sec = rx.ts.tv_usec = 0
+        send(tx, [60])
+        h.sync(a, Ioctl.NIOCTXSYNC)
+        before = time.time_ns() // 1000
+        if how == "rxsync":
+            assert h.sync(b, Ioctl.NIOCRXSYNC) == 0
+        else:
+            assert h.dev.poll(CALLER, b, select.POLLIN, None) & select.POLLIN
+        after = time.time_ns() // 1000
+        assert before <= _ts_us(rx) <= after, how
+        rx.head = rx.cur = rx.tail
+    # netmap_no_timestamp: only NR_TIMESTAMP rings are stamped
+    kring_mod.NO_TIMESTAMP = True
+    try:
+        rx.ts.tv_sec = rx.ts.tv_usec = 0
+        h.sync(b, Ioctl.NIOCRXSYNC)
+        assert _ts_us(rx) == 0
+        rx.flags |= RingFlag.TIMESTAMP
+        h.sync(b, Ioctl.NIOCRXSYNC)
+        assert _ts_us(rx) > 0
+    finally:
+        kring_mod.NO_TIMESTAMP = False
+
+
+def test_a_reinitialised_rx_ring_is_still_synced(h):
+    # netmap's NIOCRXSYNC and poll run the rxsync after netmap_ring_reinit
+    a, b, tx, rx, *_ = pipe_pair(h)
+    send(tx, [60, 61])
+    h.sync(a, Ioctl.NIOCTXSYNC)
+    rx.head = 99  # out of range
+    assert h.sync(b, Ioctl.NIOCRXSYNC) == 0
+    assert (rx.head, rx.cur, rx.tail) == (0, 0, 2), "reset to the kernel's view, and the frames arrived"
+    rx.head = rx.cur = 2
+    send(tx, [62])
+    h.sync(a, Ioctl.NIOCTXSYNC)
+    rx.cur = 1  # behind head
+    assert h.dev.poll(CALLER, b, select.POLLIN, None) == select.POLLIN | select.POLLERR
+    assert (rx.head, rx.tail) == (0, 3) and rx.slot[2].len == 62
