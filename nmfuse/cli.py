@@ -74,6 +74,8 @@ def _mount_options(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv=None) -> int:
+    """Parse ``argv`` (default: the command line), set up logging and run the
+    subcommand; returns its exit code (130 after Ctrl-C)."""
     args = _parser().parse_args(argv)
     verbose, quiet = getattr(args, "verbose", 0), getattr(args, "quiet", False)
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
@@ -102,6 +104,9 @@ def _options(args):
 
 
 def cmd_mount(args) -> int:
+    """``nmfuse mount``: serve PATH in the foreground until SIGINT/SIGTERM or
+    unmount; returns the exit code (1, after a one-line error, if the daemon
+    cannot start)."""
     from nmfuse.daemon import Daemon
     from nmfuse.dev import DeviceError
 
@@ -119,6 +124,9 @@ def cmd_mount(args) -> int:
 
 
 def cmd_run(args) -> int:
+    """``nmfuse run``: serve a private /dev/netmap in a mount namespace of its
+    own while COMMAND runs; returns the program's exit code (2 without a
+    command, 1 if the daemon cannot start)."""
     from nmfuse import runner
     from nmfuse.daemon import Daemon
     from nmfuse.dev import DeviceError
@@ -170,6 +178,8 @@ def _all_reports() -> list[dict]:
 
 
 def cmd_status(args) -> int:
+    """``nmfuse status``: print the report of the daemon serving PATH, or of
+    every daemon (as JSON with ``--json``); 1 if none answers."""
     if args.path is None:
         reports = _all_reports()
         if not reports:
@@ -212,6 +222,7 @@ def _print_report(report: dict) -> None:
 
 
 def cmd_umount(args) -> int:
+    """``nmfuse umount``: send SIGTERM to the daemon serving PATH; 1 if none does."""
     report = _query(args.path)
     if report is None:
         print(f"{args.path}: not served by nmfuse", file=sys.stderr)
@@ -221,6 +232,7 @@ def cmd_umount(args) -> int:
 
 
 def cmd_vale(args) -> int:
+    """``nmfuse vale``: the VALE control tool (``cli_vale.run``)."""
     from nmfuse import cli_vale
 
     return cli_vale.run(args)

@@ -92,11 +92,23 @@ class Vale:
             body.nr_port_idx += 1
 
     def lookup(self, name: str) -> dict:
+        """Switch and port index of port ``name`` (VALE_LIST; vale-ctl -l).
+
+        Raises:
+            ControlError, OSError: as ``request``.
+        """
         body = ffi.new("struct nmreq_vale_list *")
         self.request(ReqType.VALE_LIST, name, body)
         return {"name": name, "bridge_idx": body.nr_bridge_idx, "port_idx": body.nr_port_idx}
 
     def newif(self, name: str, geometry=(0, 0, 0, 0), mem_id: int = 0) -> dict:
+        """Create persistent port ``name`` (VALE_NEWIF; vale-ctl -n); returns the
+        geometry it got.  ``geometry`` is (tx_slots, rx_slots, tx_rings,
+        rx_rings), 0 for the default.
+
+        Raises:
+            ControlError, OSError: as ``request``.
+        """
         body = ffi.new("struct nmreq_vale_newif *")
         body.nr_tx_slots, body.nr_rx_slots, body.nr_tx_rings, body.nr_rx_rings = geometry
         body.nr_mem_id = mem_id
@@ -105,9 +117,20 @@ class Vale:
                 "rx_rings": body.nr_rx_rings, "mem_id": body.nr_mem_id}
 
     def delif(self, name: str) -> None:
+        """Delete persistent port ``name`` (VALE_DELIF; vale-ctl -r).
+
+        Raises:
+            ControlError, OSError: as ``request``.
+        """
         self.request(ReqType.VALE_DELIF, name)
 
     def attach(self, name: str, host: bool = False, geometry=(0, 0, 0, 0), mem_id: int = 0) -> int:
+        """Attach port ``valeX:IF`` to switch valeX, with IF's host rings if
+        ``host`` (VALE_ATTACH; vale-ctl -a, -h); returns its port index.
+
+        Raises:
+            ControlError, OSError: as ``request``.
+        """
         body = ffi.new("struct nmreq_vale_attach *")
         body.reg.nr_mode = RegMode.NIC_SW if host else RegMode.ALL_NIC
         body.reg.nr_tx_slots, body.reg.nr_rx_slots, body.reg.nr_tx_rings, body.reg.nr_rx_rings = geometry
@@ -116,11 +139,22 @@ class Vale:
         return body.port_index
 
     def detach(self, name: str) -> int:
+        """Detach port ``name`` from its switch (VALE_DETACH; vale-ctl -d); returns
+        the port index it had.
+
+        Raises:
+            ControlError, OSError: as ``request``.
+        """
         body = ffi.new("struct nmreq_vale_detach *")
         self.request(ReqType.VALE_DETACH, name, body)
         return body.port_index
 
     def info(self, name: str) -> dict:
+        """Rings, slots and memory of port ``name`` (PORT_INFO_GET; vale-ctl -g).
+
+        Raises:
+            ControlError, OSError: as ``request``.
+        """
         body = ffi.new("struct nmreq_port_info_get *")
         self.request(ReqType.PORT_INFO_GET, name, body)
         return {"memsize": body.nr_memsize, "tx_slots": body.nr_tx_slots, "rx_slots": body.nr_rx_slots,
@@ -129,6 +163,13 @@ class Vale:
                 "mem_id": body.nr_mem_id}
 
     def polling(self, name: str, enable: bool, mode: int = 0, first_cpu: int = 0, cpus: int = 1) -> None:
+        """Start (``enable``) or stop polling port ``name`` (VALE_POLLING_ENABLE /
+        VALE_POLLING_DISABLE; vale-ctl -p, -P): ``mode`` 0 polls all rings from
+        one CPU, 1 one CPU per ring, ``cpus`` CPUs from ``first_cpu``.
+
+        Raises:
+            ControlError, OSError: as ``request``.
+        """
         body = ffi.new("struct nmreq_vale_polling *")
         body.nr_mode = lib.NETMAP_POLLING_MODE_MULTI_CPU if mode else lib.NETMAP_POLLING_MODE_SINGLE_CPU
         body.nr_first_cpu_id, body.nr_num_polling_cpus = first_cpu, cpus

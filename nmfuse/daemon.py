@@ -176,12 +176,17 @@ class Daemon:
             await stream.send_all(json.dumps(report).encode() + b"\n")
 
     def status(self) -> dict:
+        """What ``nmfuse status`` shows: the device's snapshot, with the mount
+        path, the daemon's pid and whether the mount is private."""
         report = self.device.status()
         report.update({"path": os.path.abspath(self.options.path), "pid": os.getpid(),
                        "private": self.private})
         return report
 
     def stop(self) -> None:
+        """Undo ``start``: detach the mount and end the FUSE connection, stop the
+        drivers (last started first), remove the status socket.  A failed
+        session shutdown is logged, not raised."""
         try:
             self.session.shutdown()
         except Exception:

@@ -91,10 +91,12 @@ class FuseChannel:
 
     @property
     def fd(self) -> int:
+        """The /dev/fuse file descriptor of this connection."""
         return self._fd
 
     @property
     def mounted(self) -> bool:
+        """Whether the connection is mounted (``path`` is set)."""
         return self.path is not None
 
     # ---- mount --------------------------------------------------------

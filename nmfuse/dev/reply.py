@@ -109,6 +109,7 @@ def reply_ioctl(unique: int, err: int, out: BytesLike, out_size: int) -> IOVec:
 
 
 def reply_poll(unique: int, revents: int) -> IOVec:
+    """fuse_poll_out: the events ``revents`` that are ready."""
     body = _body("struct fuse_poll_out", revents=revents)
     return [_out_header(unique, 0, len(body)), body]
 

@@ -119,6 +119,7 @@ class Cursor:
 
     @property
     def remaining(self) -> int:
+        """Bytes left between ``offset`` and ``end``."""
         return self.end - self.offset
 
     def fetch(self, ctype: str):
@@ -163,9 +164,11 @@ class Request:
 
     @property
     def unique(self) -> int:
+        """The kernel's id of this request, which its reply carries."""
         return self.header.unique
 
     def details(self) -> str:
+        """The arguments for the one-line log form (``__str__``); none by default."""
         return ""
 
     def __str__(self) -> str:
@@ -193,6 +196,7 @@ class Init(Request):
         ffi.memmove(self.arg, cursor.rest()[:size], size)
 
     def details(self) -> str:
+        """Protocol version and INIT flags, for the log line."""
         a = self.arg
         return f"{a.major}.{a.minor} flags={a.flags:#x} flags2={a.flags2:#x}"
 
@@ -203,6 +207,7 @@ class Getattr(Request):
     ARG = "struct fuse_getattr_in"
 
     def details(self) -> str:
+        """getattr_flags and fh, for the log line."""
         return f"flags={self.arg.getattr_flags:#x} fh={self.arg.fh}"
 
 
@@ -212,6 +217,7 @@ class Open(Request):
     ARG = "struct fuse_open_in"
 
     def details(self) -> str:
+        """The open flags (octal), for the log line."""
         return f"flags={self.arg.flags:#o}"
 
 
@@ -221,6 +227,7 @@ class Release(Request):
     ARG = "struct fuse_release_in"
 
     def details(self) -> str:
+        """fh and the open flags, for the log line."""
         return f"fh={self.arg.fh} flags={self.arg.flags:#o}"
 
 
@@ -230,6 +237,7 @@ class Flush(Request):
     ARG = "struct fuse_flush_in"
 
     def details(self) -> str:
+        """fh, for the log line."""
         return f"fh={self.arg.fh}"
 
 
@@ -254,6 +262,7 @@ class Ioctl(Request):
         return self._buffer.copy(self._data_offset, n) if n else b""
 
     def details(self) -> str:
+        """fh, command, raw argument, in/out sizes and flags, for the log line."""
         a = self.arg
         flags = f" flags={IoctlFlag(a.flags)!r}" if a.flags else ""
         return f"fh={a.fh} cmd={a.cmd:#x} arg={a.arg:#x} in={a.in_size} out={a.out_size}{flags}"
@@ -265,6 +274,7 @@ class Poll(Request):
     ARG = "struct fuse_poll_in"
 
     def details(self) -> str:
+        """fh, poll handle, events and whether a notification is wanted, for the log line."""
         a = self.arg
         notify = " notify" if a.flags & PollFlag.SCHEDULE_NOTIFY else ""
         return f"fh={a.fh} kh={a.kh} events={a.events:#x}{notify}"
@@ -281,6 +291,7 @@ class Forget(Request):
     ARG = "struct fuse_forget_in"
 
     def details(self) -> str:
+        """nodeid and lookup count, for the log line."""
         return f"nodeid={self.header.nodeid} nlookup={self.arg.nlookup}"
 
 
@@ -298,6 +309,7 @@ class BatchForget(Request):
             raise Truncated(header.unique, self.opcode, "forget records", need, cursor.remaining)
 
     def details(self) -> str:
+        """How many forget records follow, for the log line."""
         return f"count={self.arg.count}"
 
 
@@ -307,6 +319,7 @@ class Interrupt(Request):
     ARG = "struct fuse_interrupt_in"
 
     def details(self) -> str:
+        """The unique of the request to interrupt, for the log line."""
         return f"of={self.arg.unique}"
 
 

@@ -171,6 +171,8 @@ class Session:
 
     @property
     def backing_id(self) -> int | None:
+        """The passthrough backing id of the memory file, once ``start`` has
+        registered it; None before."""
         return self._backing_id
 
     def start(self, path: str | None = None) -> None:
@@ -249,6 +251,8 @@ class Session:
             self._channel.close()
 
     def statistics(self) -> SessionStatistics:
+        """The counters so far, as a frozen ``SessionStatistics`` (``requests``
+        lists only the opcodes seen)."""
         requests = {}
         for op, count in enumerate(self._counts):
             if count:

@@ -66,6 +66,8 @@ class MonState:
         self.saved_notify = None
 
     def stop(self, kring) -> None:
+        """The port of ``kring`` leaves netmap mode: its monitors lose it and its
+        saved callbacks come back (netmap_monitor_stop)."""
         _stop_kring(kring)
 
 

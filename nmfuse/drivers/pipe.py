@@ -59,6 +59,8 @@ class PipeAdapter(Adapter):
                 kring.pipe_tail = kring.hwtail
 
     def krings_delete(self) -> None:
+        """Delete the krings of both ends together, once the peer has no binding
+        left either (netmap_pipe_krings_delete)."""
         if self.peer.active_fds == 0:
             for end in (self, self.peer):
                 Adapter.krings_delete(end)

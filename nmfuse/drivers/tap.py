@@ -188,6 +188,7 @@ class TapAdapter(Adapter):
         self._rxq.clear()
 
     def krings_delete(self) -> None:
+        """Delete the krings and the receive queue state kept for the RX ones."""
         super().krings_delete()
         self._rxq.clear()
 

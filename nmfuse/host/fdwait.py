@@ -50,9 +50,12 @@ class FdWaiter:
         self._armed: dict[int, int] = {}
 
     def fileno(self) -> int:
+        """The epoll fd, readable when an armed fd is ready (what trio waits on)."""
         return self._epoll.fileno()
 
     def add(self, fd: int, handler) -> None:
+        """Watch ``fd`` with nothing armed; ``handler(events)`` runs when an armed
+        event fires."""
         self._epoll.register(fd, select.EPOLLONESHOT)
         self._handlers[fd] = handler
         self._armed[fd] = 0
@@ -64,6 +67,8 @@ class FdWaiter:
             self._epoll.unregister(fd)
 
     def arm(self, fd: int, events: int) -> None:
+        """Ask for one wake-up when ``fd`` is ready for ``events`` (READ, WRITE or
+        both); nothing happens for an fd not added or events already armed."""
         armed = self._armed.get(fd)
         if armed is None or armed & events == events:
             return
@@ -71,6 +76,7 @@ class FdWaiter:
         self._epoll.modify(fd, armed | events | select.EPOLLONESHOT)
 
     def armed(self, fd: int) -> int:
+        """The events armed on ``fd`` now (0 for none, or an fd not added)."""
         return self._armed.get(fd, 0)
 
     def dispatch(self, timeout: float = 0) -> int:
@@ -91,6 +97,7 @@ class FdWaiter:
         return len(ready)
 
     def close(self) -> None:
+        """Forget every fd and close the epoll instance; the fds stay open."""
         self._handlers.clear()
         self._armed.clear()
         self._epoll.close()

@@ -132,10 +132,13 @@ def set_hdr(fd: int, hdrlen: int) -> None:
 
 
 def set_carrier(fd: int, on: bool) -> None:
+    """Turn the carrier of the TAP behind ``fd`` on or off (TUNSETCARRIER)."""
     _check(lib.nmh_tap_set_carrier(fd, int(on)), "set the carrier")
 
 
 def set_persist(fd: int, on: bool) -> None:
+    """Make the TAP behind ``fd`` persistent (it outlives its queue fds) or
+    not (TUNSETPERSIST)."""
     _check(lib.nmh_tap_set_persist(fd, int(on)), "set persistence")
 
 
@@ -145,6 +148,8 @@ def drain(fd: int) -> int:
 
 
 def current_name(fd: int) -> str:
+    """The name the TAP behind ``fd`` has now (TUNGETIFF): it may have been
+    renamed since it was opened."""
     buf = ffi.new("char[]", IFNAMSIZ)
     _check(lib.nmh_tap_name(fd, buf), "TUNGETIFF")
     return ffi.string(buf).decode()

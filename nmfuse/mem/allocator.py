@@ -84,6 +84,7 @@ class PoolStats:
 
     @property
     def free(self) -> int:
+        """Objects not in use."""
         return self.total - self.used
 
 
@@ -104,12 +105,14 @@ class ObjectPool:
         return self.offset + i * self.objsize
 
     def free(self, offset: int) -> None:
+        """Return the object at ``offset``; one not handed out is ignored."""
         i = (offset - self.offset) // self.objsize
         if i in self._used:
             self._used.remove(i)
             self._free.append(i)
 
     def stats(self) -> PoolStats:
+        """Total and used objects."""
         return PoolStats(self.objtotal, len(self._used))
 
 
@@ -126,9 +129,11 @@ class BufferPool:
         self.ignored_frees = 0  # invalid or already-free indexes passed to release()
 
     def valid(self, index: int) -> bool:
+        """Whether ``index`` is a buffer a slot may hold: in the pool, not reserved."""
         return RESERVED_BUFS <= index < self.objtotal
 
     def in_use(self, index: int) -> bool:
+        """Whether buffer ``index`` is valid and handed out."""
         return self.valid(index) and bool(self._in_use[index])
 
     def alloc(self, n: int):
@@ -154,9 +159,11 @@ class BufferPool:
         lib.nmh_pool_rebuild(self._pool, marks)
 
     def free_count(self) -> int:
+        """How many buffers are free."""
         return self._pool.nfree
 
     def stats(self) -> PoolStats:
+        """Usable (the reserved ones left out) and used buffers."""
         usable = self.objtotal - RESERVED_BUFS
         return PoolStats(usable, usable - self._pool.nfree)
 
@@ -187,6 +194,7 @@ class MemoryAllocator:
 
     @property
     def buf_size(self) -> int:
+        """Bytes of one buffer."""
         return self.bufs.objsize
 
     def buffer(self, index: int) -> memoryview:
@@ -194,6 +202,8 @@ class MemoryAllocator:
         return self.region.view(self.bufs.offset + index * self.bufs.objsize, self.bufs.objsize)
 
     def pools_info(self) -> PoolsInfo:
+        """The region's size and its pools' offsets and geometry, as
+        POOLS_INFO_GET reports them."""
         return PoolsInfo(
             memsize=self.memsize, mem_id=self.mem_id,
             if_pool_offset=self.ifs.offset, if_pool_objtotal=self.ifs.objtotal,
@@ -259,6 +269,8 @@ class MemoryAllocator:
         self._live_lists.add(nifp_offset)
 
     def list_drop(self, nifp_offset: int) -> None:
+        """The netmap_if at ``nifp_offset`` no longer owns its extra buffer list;
+        those buffers go back at the next ``sweep``."""
         self._live_lists.discard(nifp_offset)
 
     def sweep(self) -> None:
@@ -282,9 +294,11 @@ class MemoryAllocator:
         self.bufs.rebuild(marks)
 
     def statistics(self) -> dict[str, PoolStats]:
+        """Total and used objects of the netmap_if, ring and buffer pools."""
         return {"if": self.ifs.stats(), "ring": self.rings.stats(), "buf": self.bufs.stats()}
 
     def close(self) -> None:
+        """Unmap and close the region."""
         self.region.close()
 
 

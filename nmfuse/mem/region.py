@@ -33,9 +33,12 @@ class Region:
         return ffi.cast(ctype, self.base + offset)
 
     def view(self, offset: int, size: int) -> memoryview:
+        """A memoryview of ``size`` bytes at ``offset`` (not a copy)."""
         return memoryview(self._map)[offset:offset + size]
 
     def close(self) -> None:
+        """Close the fd and the daemon's mapping (which stays until exit while a
+        cffi view of it exists)."""
         self.base = None
         try:
             self._map.close()

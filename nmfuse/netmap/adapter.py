@@ -79,6 +79,7 @@ class Adapter:
         ]
 
     def krings_delete(self) -> None:
+        """Drop the kernel-side rings (netmap_krings_delete)."""
         self.krings = None
 
     def register(self, on: bool) -> None:
@@ -117,16 +118,20 @@ class Adapter:
     # -- shared machinery ------------------------------------------------
 
     def nrings(self, d: int) -> int:
+        """Hardware rings in direction ``d`` (nma_get_nrings)."""
         return self.num_rings[d]
 
     def all_rings(self, d: int) -> int:
+        """Hardware and host rings in direction ``d`` (netmap_real_rings)."""
         return self.num_rings[d] + self.num_host_rings[d]
 
     def get(self) -> "Adapter":
+        """Take a reference; returns the adapter (netmap_adapter_get)."""
         self.refs += 1
         return self
 
     def put(self) -> None:
+        """Drop a reference; the last one calls ``destroy`` (netmap_adapter_put)."""
         self.refs -= 1
         if self.refs == 0:
             self.destroy()

@@ -32,6 +32,7 @@ class Binding:
 
     @property
     def registered(self) -> bool:
+        """Whether a port is bound: REGISTER gave this fd its netmap_if."""
         return self.nifp_offset is not None
 
     def krings(self, d: int):
@@ -39,6 +40,7 @@ class Binding:
         return self.adapter.krings[d][self.qfirst[d]:self.qlast[d]]
 
     def all_krings(self):
+        """The krings this binding selected, TX then RX."""
         for d in DIRECTIONS:
             yield from self.krings(d)
 

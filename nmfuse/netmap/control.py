@@ -70,6 +70,16 @@ def dispatch(core, binding, req: Request) -> int:
 
 
 def ctrl_register(core, binding, req: Request) -> None:
+    """REGISTER: bind the fd to the named port's rings and fill the body with
+    the geometry, memory and netmap_if offset (netmap_do_regif).
+
+    Raises:
+        OSError: EBUSY (the fd is already bound, or a switch owns the port),
+            EIO (a virtio-net header the program does not accept),
+            EOPNOTSUPP (an option left unhandled), a CSB option's status, or
+            the errors of ``core.get_adapter`` and ``do_regif``; the fd then
+            stays unbound and the port as it was.
+    """
     reg = req.body
     if binding.registered:
         raise OSError(errno.EBUSY, "this fd is already bound to a port")
@@ -102,6 +112,13 @@ def ctrl_register(core, binding, req: Request) -> None:
 
 
 def ctrl_port_info_get(core, binding, req: Request) -> None:
+    """PORT_INFO_GET: the geometry of the named port (looked up as REGISTER
+    would) and the memory region; without a name, the region only.
+
+    Raises:
+        OSError: EINVAL (an unknown nr_mem_id), or the errors of
+            ``core.get_adapter``.
+    """
     info = req.body
     if req.name:
         reg = _register_body(
@@ -121,6 +138,12 @@ def ctrl_port_info_get(core, binding, req: Request) -> None:
 
 
 def ctrl_pools_info_get(core, binding, req: Request) -> None:
+    """POOLS_INFO_GET: offsets and geometry of the memory region's pools,
+    after looking the named port up as REGISTER would.
+
+    Raises:
+        OSError: the errors of ``core.get_adapter``.
+    """
     body = req.body
     adapter = core.get_adapter(req.name, _register_body(mem_id=body.nr_mem_id), create=True)
     adapter.put()
@@ -130,6 +153,13 @@ def ctrl_pools_info_get(core, binding, req: Request) -> None:
 
 
 def ctrl_port_hdr_set(core, binding, req: Request) -> None:
+    """PORT_HDR_SET: frames of the named port carry a virtio-net header of
+    nr_hdr_len bytes.
+
+    Raises:
+        OSError: EINVAL (a length other than 0, 10 or 12), ENXIO (no such
+            port, or a port type without the header).
+    """
     if req.body.nr_hdr_len not in VALID_HDR_LEN:
         raise OSError(errno.EINVAL, f"invalid header length {req.body.nr_hdr_len}")
     adapter = core.get_adapter(req.name, _register_body(), create=False)
@@ -140,12 +170,24 @@ def ctrl_port_hdr_set(core, binding, req: Request) -> None:
 
 
 def ctrl_port_hdr_get(core, binding, req: Request) -> None:
+    """PORT_HDR_GET: the virtio-net header length of the named port.
+
+    Raises:
+        OSError: the errors of ``core.get_adapter`` (ENXIO: no such port).
+    """
     adapter = core.get_adapter(req.name, _register_body(), create=False)
     req.body.nr_hdr_len = adapter.virt_hdr_len
     adapter.put()
 
 
 def ctrl_csb_enable(core, binding, req: Request) -> None:
+    """CSB_ENABLE: put the bound rings of the fd in CSB mode, with the
+    request's CSB option (netmap_csb_validate).
+
+    Raises:
+        OSError: EINVAL (no CSB option, or one refused), EFAULT (the CSB
+            cannot be read or written).
+    """
     csb = req.option(OptType.CSB)
     if csb is None:
         raise OSError(errno.EINVAL, "CSB_ENABLE needs a CSB option")
@@ -158,6 +200,13 @@ KLOOP_MAX_SLEEP_US = 1_000_000
 
 
 def ctrl_sync_kloop_start(core, binding, req: Request) -> None:
+    """SYNC_KLOOP_START: refused, since nmfuse runs no in-kernel sync loop,
+    after netmap's own checks (netmap_sync_kloop).
+
+    Raises:
+        OSError: EINVAL (sleep_us too large, or no CSB mode), ENXIO (the fd
+            is not bound), otherwise EOPNOTSUPP.
+    """
     if req.body.sleep_us > KLOOP_MAX_SLEEP_US:
         raise OSError(errno.EINVAL, "sleep_us too large")
     if not binding.registered:
@@ -168,6 +217,12 @@ def ctrl_sync_kloop_start(core, binding, req: Request) -> None:
 
 
 def ctrl_sync_kloop_stop(core, binding, req: Request) -> None:
+    """SYNC_KLOOP_STOP: no loop runs, so there is nothing to stop
+    (netmap_sync_kloop_stop).
+
+    Raises:
+        OSError: ENXIO, the fd is not bound.
+    """
     if not binding.registered:
         raise OSError(errno.ENXIO, "not registered")
 

@@ -33,12 +33,15 @@ class NetmapDevice:
         self._fh = itertools.count(1)
 
     def open(self, caller, flags: int) -> int:
+        """A new open file: an unbound ``Binding``; returns its handle."""
         with self.core.lock:
             fh = next(self._fh)
             self.bindings[fh] = Binding(fh, caller.pid)
             return fh
 
     def release(self, fh: int) -> None:
+        """The file ``fh`` is closed: unbind it and drop its port reference
+        (netmap_dtor)."""
         with self.core.lock:
             binding = self.bindings.pop(fh, None)
             if binding is None or binding.adapter is None:
@@ -48,6 +51,9 @@ class NetmapDevice:
             adapter.put()
 
     def ioctl(self, caller, fh: int, cmd: int, arg: int, data: bytes, out_size: int) -> tuple[int, bytes]:
+        """NIOCTXSYNC, NIOCRXSYNC, NIOCCTRL and the legacy NIOCREGIF/NIOCGINFO on
+        ``fh`` (netmap_ioctl); returns (errno, bytes to copy back): EBADF for
+        an unknown handle, EOPNOTSUPP for any other command."""
         with self.core.lock:
             binding = self.bindings.get(fh)
             if binding is None:
@@ -63,6 +69,7 @@ class NetmapDevice:
             return errno.EOPNOTSUPP, b""
 
     def poll(self, caller, fh: int, events: int, kh: int | None) -> int:
+        """The ready events of ``fh`` (netmap_poll); POLLERR for an unknown handle."""
         with self.core.lock:
             binding = self.bindings.get(fh)
             if binding is None:

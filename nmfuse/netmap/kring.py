@@ -79,15 +79,20 @@ class Kring:
         self.reset_pointers()
 
     def reset_pointers(self) -> None:
+        """Put the kernel's view back at the start: an empty RX ring, a TX ring
+        with every slot but one free."""
         self.hwcur = self.rhead = self.rcur = 0
         # netmap keeps one slot empty: a TX ring starts with n-1 free slots
         self.hwtail = self.rtail = (self.num_slots - 1) if self.direction == TX else 0
 
     @property
     def is_tx(self) -> bool:
+        """Whether this is a TX ring."""
         return self.direction == TX
 
     def wants_ring(self) -> bool:
+        """Whether the kring needs a ring in shared memory: a binding uses it, or
+        a peer does (pipes)."""
         return self.users > 0 or self.need_ring
 
     # -- the prologues; both return False on a ring the user broke --

@@ -90,6 +90,7 @@ class Option:
 
     @property
     def name(self) -> str:
+        """The option type's name, for messages (``option N`` when unknown)."""
         try:
             return OptType(self.reqtype).name
         except ValueError:
@@ -115,10 +116,12 @@ class Request:
 
     @property
     def reqtype(self) -> int:
+        """The NETMAP_REQ_* type in the header."""
         return self.header.nr_reqtype
 
     @property
     def name(self) -> str:
+        """The port name in the header (nr_name)."""
         return ffi.string(self.header.nr_name).decode("latin-1")
 
     def option(self, reqtype: int) -> Option | None:
@@ -130,6 +133,7 @@ class Request:
         return any(o.status == errno.EOPNOTSUPP for o in self.options)
 
     def header_bytes(self) -> bytes:
+        """The header as bytes, to copy back to the caller."""
         return bytes(ffi.buffer(self.header))
 
 
@@ -141,6 +145,7 @@ def new_header(data: bytes):
 
 
 def new_body(reqtype: int):
+    """A zeroed body of the C struct ``reqtype`` takes, or None if it takes none."""
     ctype = abi.BODY_TYPE.get(reqtype)
     return ffi.new(ctype + " *") if ctype else None
 

@@ -129,6 +129,8 @@ class Bwrap(VPort):
         self.hw.rings_delete()
 
     def krings_delete(self) -> None:
+        """Give back hw's rings (and delete hw's krings if no binding holds hw),
+        then drop the bwrap's own krings (netmap_bwrap_krings_delete_common)."""
         hw = self.hw
         if hw.krings is not None:
             self._hw_release()
@@ -248,6 +250,12 @@ class Bwrap(VPort):
         self.owned_by_kernel = True
 
     def bdg_ctl_detach(self) -> None:
+        """Undo ``bdg_ctl_attach``: unregister hw and drop the reference the
+        attachment held, so the bwrap goes (netmap_bwrap_bdg_ctl).
+
+        Raises:
+            OSError: EINVAL, the bwrap is not attached; nothing changes.
+        """
         if self.active_fds == 0 or self.kbinding is None:
             raise OSError(errno.EINVAL, f"{self.name} is not registered")
         binding, self.kbinding = self.kbinding, None

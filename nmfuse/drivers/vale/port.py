@@ -39,6 +39,8 @@ class VPort(Adapter):
 
     @property
     def virt_hdr_len(self) -> int:
+        """Bytes of virtio-net header on this port's frames, kept in the C view
+        the switch reads."""
         return self.cport.virt_hdr_len
 
     @virt_hdr_len.setter
@@ -56,6 +58,7 @@ class VPort(Adapter):
         return self.krings[RX][:n] if self.krings else []
 
     def rx_kring(self, i: int):
+        """The RX kring the switch fills as its ring ``i``, or None past the last."""
         rx = self.bdg_rx_krings()
         return rx[i] if i < len(rx) else None
 
@@ -124,6 +127,7 @@ class VPort(Adapter):
         return NEED_BWRAP
 
     def owned_by_any(self) -> bool:
+        """Whether a binding or a switch holds the port (NETMAP_OWNED_BY_ANY)."""
         return self.active_fds > 0 or self.owned_by_kernel
 
 
@@ -164,6 +168,7 @@ class ValePort(VPort):
         self.bdg_refresh()
 
     def krings_delete(self) -> None:
+        """Delete the krings and bring the switch's C view in step."""
         Adapter.krings_delete(self)
         self.bdg_refresh()
 

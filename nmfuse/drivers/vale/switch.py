@@ -85,9 +85,12 @@ class Bridge:
         self.active = 0
 
     def active_ports(self):
+        """The attached ports, in the order of the active indexes."""
         return [self.ports[i] for i in self.port_index[:self.active]]
 
     def find(self, name: str):
+        """The attached port named ``name``, or None (the port scan of
+        netmap_get_bdg_na)."""
         for port in self.active_ports():
             if port is not None and port.name == name:
                 return port
@@ -131,6 +134,8 @@ class Bridge:
         self.free_if_empty()
 
     def free_if_empty(self) -> None:
+        """Give the switch's slot in the table back once no port is left
+        (netmap_bdg_free)."""
         if self.active == 0 and self.switches.bridges[self.index] is self:
             self.switches.bridges[self.index] = None
 
