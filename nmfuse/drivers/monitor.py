@@ -282,7 +282,8 @@ class MonitorAdapter(Adapter):
     def __init__(self, core, name: str, parent, flags: int, zcopy: bool, **geometry):
         self.has_host_rings = parent.has_host_rings
         host = 1 if parent.has_host_rings else 0
-        super().__init__(core, name, host_tx_rings=host, host_rx_rings=host, **geometry)
+        # a monitor lives in its parent's memory (copies and swaps stay in one pool)
+        super().__init__(core, name, host_tx_rings=host, host_rx_rings=host, mem=parent.mem, **geometry)
         self.parent = parent      # netmap's priv.np_na: None once the parent left netmap mode
         self.flags = flags
         self.zcopy = zcopy

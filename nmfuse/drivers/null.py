@@ -21,4 +21,4 @@ def lookup(core, name: str, reg, create: bool, mem_given: bool):
     if not mem_given:
         raise OSError(errno.EINVAL, "null ports must use an existing allocator (nr_mem_id)")
     return NullAdapter(core, f"null:{name}", tx_rings=reg.nr_tx_rings, rx_rings=reg.nr_rx_rings,
-                       tx_slots=reg.nr_tx_slots, rx_slots=reg.nr_rx_slots)
+                       tx_slots=reg.nr_tx_slots, rx_slots=reg.nr_rx_slots, mem=mem_given)

@@ -124,11 +124,7 @@ class Bridge:
         self.core = core
         self.index = index
         self.name = name
-        mem = core.mem
         self.c = ffi.new("struct nmh_vale_bridge *")
-        self.c.bufs = mem.region.base + mem.bufs.offset
-        self.c.buf_size = mem.bufs.objsize
-        self.c.objtotal = mem.bufs.objtotal
         self.out = ffi.new("uint16_t[4096]")
         self.ports: list = [None] * NM_BDG_MAXPORTS
         # active port indexes first, then the free ones (freed last, reused first)
@@ -259,6 +255,10 @@ class VPort(Adapter):
         self.cport = ffi.new("struct nmh_vale_port *")
         self.cport.last_smac = (1 << 64) - 1
         super().__init__(core, name, **geometry)
+        # the switch reads a sender's frames and writes a receiver's in each one's memory
+        self.cport.bufs = self.mem.region.base + self.mem.bufs.offset
+        self.cport.buf_size = self.mem.bufs.objsize
+        self.cport.objtotal = self.mem.bufs.objtotal
         self.bridge: Bridge | None = None
         self.bdg_port = -1
         self.na_vp = None           # the port that answers VALE_DETACH for this one
@@ -365,16 +365,18 @@ class ValePort(VPort):
         self.ifname = name          # a persistent port's own name
 
     @classmethod
-    def create(cls, core, name: str, reg, persistent: bool = False) -> "ValePort":
+    def create(cls, core, name: str, reg, persistent: bool = False, mem=None) -> "ValePort":
         """A port with the geometry ``reg`` asks for, bounded as netmap does;
-        the bounded values are written back into ``reg``."""
+        the bounded values are written back into ``reg``.  It lives in
+        ``mem`` if given (external memory, nr_mem_id), else in the global
+        region (netmap would give it a private one)."""
         reg.nr_tx_rings = bound_var(reg.nr_tx_rings, 1, 1, NM_BDG_MAXRINGS)
         reg.nr_rx_rings = bound_var(reg.nr_rx_rings, 1, 1, NM_BDG_MAXRINGS)
         reg.nr_tx_slots = bound_var(reg.nr_tx_slots, NM_BRIDGE_RINGSIZE, 1, NM_BDG_MAXSLOTS)
         reg.nr_rx_slots = bound_var(reg.nr_rx_slots, NM_BRIDGE_RINGSIZE, 1, NM_BDG_MAXSLOTS)
         if hasattr(reg, "nr_extra_bufs"):
             reg.nr_extra_bufs = bound_var(reg.nr_extra_bufs, 0, 0, 128 * NM_BDG_MAXSLOTS)
-        return cls(core, name, persistent=persistent,
+        return cls(core, name, persistent=persistent, mem=mem,
                    tx_rings=reg.nr_tx_rings, rx_rings=reg.nr_rx_rings,
                    tx_slots=reg.nr_tx_slots, rx_slots=reg.nr_rx_slots)
 
@@ -428,7 +430,7 @@ class BwrapHost(VPort):
     (``NAME^``): its krings are the bwrap's host krings."""
 
     def __init__(self, core, bwrap, **geometry):
-        super().__init__(core, bwrap.name + "^", **geometry)
+        super().__init__(core, bwrap.name + "^", mem=bwrap.mem, **geometry)
         self.bwrap = bwrap
         self.owned_by_kernel = True   # nobody registers it (netmap: NAF_BUSY)
         self.na_vp = bwrap
@@ -452,7 +454,8 @@ class Bwrap(VPort):
         super().__init__(core, name,
                          tx_rings=hw.num_rings[RX], rx_rings=hw.num_rings[TX],
                          tx_slots=hw.num_slots[RX], rx_slots=hw.num_slots[TX],
-                         host_tx_rings=hw.num_host_rings[RX], host_rx_rings=hw.num_host_rings[TX])
+                         host_tx_rings=hw.num_host_rings[RX], host_rx_rings=hw.num_host_rings[TX],
+                         mem=hw.mem)
         self.hw = hw
         self.virt_hdr_len = hw.virt_hdr_len
         self.host = None
@@ -744,7 +747,7 @@ class Bwrap(VPort):
 _VIRTUAL = ("nmfuse.drivers.null", "nmfuse.drivers.monitor", "nmfuse.drivers.pipe", __name__)
 
 
-def find_interface(core, ifname: str, reg=None, mem_given: bool = False):
+def find_interface(core, ifname: str, reg=None, mem_given=None):
     """A port that exists on its own under ``ifname`` (netmap's ifunit): a
     named port, or one another driver's lookup knows (a TAP, say).
     Unreferenced; None if there is none."""
@@ -768,7 +771,7 @@ def find_interface(core, ifname: str, reg=None, mem_given: bool = False):
     return None
 
 
-def get_port(core, name: str, reg, create: bool, reqtype: int, mem_given: bool = False):
+def get_port(core, name: str, reg, create: bool, reqtype: int, mem_given=None):
     """The switch port called ``name`` (netmap_get_bdg_na), unreferenced,
     or None when the name is not a VALE name.
 
@@ -803,7 +806,7 @@ def get_port(core, name: str, reg, create: bool, reqtype: int, mem_given: bool =
         if hw is None:
             if reqtype != ReqType.REGISTER:
                 raise _err(errno.EINVAL, f"no interface {ifname!r} to attach")
-            port = ValePort.create(core, name, reg)
+            port = ValePort.create(core, name, reg, mem=mem_given)
             bridge.attach(port)
             return port
         if reqtype not in (ReqType.VALE_ATTACH, ReqType.VALE_DETACH,

@@ -230,6 +230,7 @@ class MemoryAllocator:
     """
 
     mem_id = 1
+    private = False   # netmap's NETMAP_MEM_PRIVATE (external memory sets it)
 
     def __init__(self, config: PoolConfig = PoolConfig()):
         config.validate()

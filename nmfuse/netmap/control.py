@@ -10,7 +10,7 @@ import errno
 import logging
 
 from nmfuse.netmap import binding as regif
-from nmfuse.netmap import vale_ctl
+from nmfuse.netmap import extmem, vale_ctl
 from nmfuse.netmap.abi import NETMAP_MAX_API, NETMAP_MIN_API, OptType, RegFlag, RegMode, ReqType, ffi
 from nmfuse.netmap.kring import RX, TX
 from nmfuse.netmap.request import Request, RequestError, copyin, copyout, new_header
@@ -60,13 +60,31 @@ def dispatch(core, binding, req: Request) -> int:
     return 0
 
 
+NI_PRIV_MEM = 0x1
+
+
 def ctrl_register(core, binding, req: Request) -> None:
-    reg = req.body
     if binding.registered:
         raise OSError(errno.EBUSY, "this fd is already bound to a port")
-    # EXTMEM is not offered (there is one region): its option stays
-    # EOPNOTSUPP and nmreq_checkoptions refuses the request below.
-    adapter = core.get_adapter(req.name, reg, create=True)
+    ext = req.option(OptType.EXTMEM)
+    mem = None
+    if ext is not None:
+        try:
+            mem = extmem.open_external(core.memories, ext, req.memory)
+        except OSError as e:
+            ext.status = e.errno
+            raise
+        ext.status = 0
+    try:
+        _register(core, binding, req, mem)
+    finally:
+        if mem is not None:
+            mem.drop()   # the request's hold: the ports made in it hold it now
+
+
+def _register(core, binding, req: Request, mem) -> None:
+    reg = req.body
+    adapter = core.get_adapter(req.name, reg, create=True, mem=mem)
     try:
         if adapter.owned_by_kernel:
             raise OSError(errno.EBUSY, f"{adapter.name} is owned by a switch")
@@ -84,8 +102,10 @@ def ctrl_register(core, binding, req: Request) -> None:
                 raise OSError(csb.status, "CSB refused")
         for key, value in adapter.info().items():
             setattr(reg, key, value)
-        reg.nr_memsize = core.mem.memsize
-        reg.nr_mem_id = core.mem.mem_id
+        reg.nr_memsize = adapter.mem.memsize
+        reg.nr_mem_id = adapter.mem.mem_id
+        if adapter.mem.private:
+            adapter.mem.region.ptr("struct netmap_if *", binding.nifp_offset).ni_flags |= NI_PRIV_MEM
         if reg.nr_extra_bufs:
             reg.nr_extra_bufs = regif.extra_buffers(binding, reg.nr_extra_bufs)
         reg.nr_offset = binding.nifp_offset
@@ -108,19 +128,20 @@ def ctrl_port_info_get(core, binding, req: Request) -> None:
         try:
             for key, value in adapter.info().items():
                 setattr(info, key, value)
+            mem = adapter.mem
         finally:
             adapter.put()
-    elif info.nr_mem_id not in (0, core.mem.mem_id):
-        raise OSError(errno.EINVAL, f"no memory region with id {info.nr_mem_id}")
-    info.nr_memsize = core.mem.memsize
-    info.nr_mem_id = core.mem.mem_id
+    else:
+        mem = core.find_memory(info.nr_mem_id or core.mem.mem_id)
+    info.nr_memsize = mem.memsize
+    info.nr_mem_id = mem.mem_id
 
 
 def ctrl_pools_info_get(core, binding, req: Request) -> None:
     body = req.body
     adapter = core.get_adapter(req.name, _register_body(mem_id=body.nr_mem_id), create=True)
+    pools = adapter.mem.pools_info()
     adapter.put()
-    pools = core.mem.pools_info()
     body.nr_memsize, body.nr_mem_id = pools.memsize, pools.mem_id
     for pool in ("if", "ring", "buf"):
         for field in ("offset", "objtotal", "objsize"):
