@@ -101,6 +101,9 @@ class Adapter:
         return self.num_rings[d] + self.num_host_rings[d]
 
     def get(self) -> "Adapter":
+        if not self._mem_held:   # a port found again after its last put (a pipe end, a TAP)
+            self.mem.hold()
+            self._mem_held = True
         self.refs += 1
         return self
 

@@ -180,3 +180,19 @@ def test_a_persistent_vale_port_in_external_memory_holds_it_until_deleted(h):
     h.dev.release(fp)
     assert h.ctrl(h.open(), "pv0", ReqType.VALE_DELIF)[0] == 0
     assert externals(h) == [] and h.user.mapped == 0
+
+
+def test_a_pipe_end_opened_again_holds_the_memory_again(h):
+    usr = h.user.place_shared(SIZE)
+    master, slave = h.open(), h.open()
+    register(h, master, "r{1", extmem(h, usr, SIZE))
+    register(h, slave, "r}1", mem_id=2)
+    h.dev.release(slave)                       # the slave's last reference goes, the pair stays
+    again = h.open()
+    assert register(h, again, "r}1", mem_id=2)[1].nr_mem_id == 2
+    h.dev.release(master)
+    (mem,) = externals(h)
+    assert mem.users == 1, "the slave, found again, holds it; the master let go"
+    assert h.sync(again, Ioctl.NIOCTXSYNC) == 0 and mem.region.base is not None
+    h.dev.release(again)
+    assert externals(h) == [] and h.user.mapped == 0
