@@ -12,6 +12,7 @@ memory) and how many bytes it offers.  As netmap does:
 3. a pool takes objects while they start inside the memory: it gets
    fewer than asked when memory runs out, and its last object may overrun
    the end.  That one is counted (pools info reports it) but never used.
+   The daemon also stops at MAX_BUFFERS buffers.
 
 netmap maps the pages one by one into the kernel and also drops objects
 that straddle two physically discontiguous pages; the daemon maps the
@@ -33,6 +34,9 @@ DEFAULT_BUF = (4098, 2048)
 # extra-buffer list, and counting tiny buffers would cost the daemon more
 # than the memory they describe.  netmap checks nothing here.
 MIN_BUF_SIZE = 64
+# The most buffers the daemon keeps count of in one external region (five
+# bytes each): memory beyond them stays unused, as if it ran out.
+MAX_BUFFERS = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,7 @@ def plan(request: PoolsRequest) -> MemLayout:
                 raise OSError(errno.ENOMEM, f"{what} pool ({num} x {size}) does not fit {request.memsize} bytes")
             left -= num * size
         wanted[2][0] += (left + request.buf_size - 1) // request.buf_size
+    wanted[2][0] = min(wanted[2][0], MAX_BUFFERS)
     end = pages(request.memsize) * PAGE
     laid, offset = [], 0
     for num, size in wanted:

@@ -7,7 +7,7 @@ import mmap
 import pytest
 
 from nmfuse.mem import ExternalRegion, MemoryAllocator, MemoryTable, PoolConfig
-from nmfuse.mem.external import PoolsRequest, plan
+from nmfuse.mem.external import MAX_BUFFERS, PoolsRequest, plan
 from nmfuse.netmap.abi import ffi
 
 PAGE = 4096
@@ -58,6 +58,11 @@ def test_buffers_smaller_than_served_are_einval():
     with pytest.raises(OSError) as e:
         plan(PoolsRequest(memsize=1 << 20, buf_size=32).with_defaults())
     assert e.value.errno == errno.EINVAL
+
+
+def test_buffers_stop_at_what_the_daemon_counts():
+    lay = plan(PoolsRequest(memsize=1 << 40, buf_size=64).with_defaults())
+    assert lay.bufs.objtotal == lay.bufs.usable == MAX_BUFFERS
 
 
 def test_no_memory_gives_empty_pools():
