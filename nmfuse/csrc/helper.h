@@ -248,3 +248,27 @@ uint32_t nmh_tap_rx(struct nmh_tap_io *io, struct nmh_tap_rxq *q, int fd, struct
  * are skipped.  Returns the src slot it stopped at. */
 uint32_t nmh_forward_swap(struct netmap_slot *src, uint32_t src_n, uint32_t from, uint32_t to,
                           struct netmap_ring *dst);
+
+/* ------------------------------------------------------------------ */
+/* External memory guard.  The daemon maps pages of a client's file (netmap's
+ * external memory); if the client truncates that file, the daemon's next
+ * access there faults with SIGBUS, which would end the daemon and every
+ * client with it.  In a guarded range such a fault instead puts a private
+ * zero page (of the range's page size) at that address and the access
+ * goes on: the daemon keeps serving, and only the client that cut its own
+ * memory sees garbage.  A SIGBUS outside every range goes to the handler
+ * that was there before (or kills, as by default). */
+#define NMH_GUARD_MAX 256
+
+/* Install the SIGBUS handler (once).  Returns 0, or -errno. */
+int nmh_guard_install(void);
+
+/* Guard [start, start+len), len a multiple of page (a power of two).
+ * Returns 0, or -1 when NMH_GUARD_MAX ranges are guarded already. */
+int nmh_guard_add(char *start, size_t len, size_t page);
+
+/* Stop guarding the range that starts at start. */
+void nmh_guard_remove(char *start);
+
+/* Pages replaced so far. */
+uint64_t nmh_guard_faults(void);

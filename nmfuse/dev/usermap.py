@@ -65,11 +65,13 @@ class Vma:
 @dataclass
 class UserMapping:
     """``size`` bytes at ``address`` in the daemon, the same pages as the
-    process's; ``key`` identifies them; ``close`` unmaps."""
+    process's, of ``page`` bytes (a huge page for hugetlbfs); ``key``
+    identifies them; ``close`` unmaps."""
 
     address: int
     size: int
     key: tuple
+    page: int = PAGE
     _reserved: tuple = (0, 0)
 
     def close(self) -> None:
@@ -154,7 +156,7 @@ def _map(pid, covering, fds, align, addr, size, key) -> UserMapping:
         _libc.munmap(raw, base - raw_addr)
     if raw_addr + raw_len > base + span:
         _libc.munmap(_ffi.cast("void *", base + span), raw_addr + raw_len - base - span)
-    mapping = UserMapping(base + addr - first, size, key, (base, span))
+    mapping = UserMapping(base + addr - first, size, key, align, (base, span))
     try:
         for v, fd in zip(covering, fds):
             at = _libc.mmap(_ffi.cast("void *", base + v.start - first), v.end - v.start, PROT_RW,

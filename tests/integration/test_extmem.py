@@ -172,3 +172,20 @@ def test_a_killed_client_leaks_nothing(mount):
     # and the daemon keeps serving: a fresh client gets the id after the last one
     res = mount.run(client("nm-extmem"), "-t", "pipe", "-n", "1000", "-p", "killp")
     assert _json(res.stdout)["pipe_mem_id"] == [3, 3]
+
+
+def test_a_client_that_truncates_its_memory_does_not_bring_the_daemon_down(mount):
+    memfd = os.memfd_create("nmfuse-extmem-cut")
+    os.ftruncate(memfd, 16 * MIB)
+    region = _map(16 * MIB, fd=memfd)
+    err, _, reg, fd = _register(mount.path, "cutp{1", region, 16 * MIB)
+    assert err == 0
+    os.ftruncate(memfd, 0)           # the pages under the daemon's mapping are gone
+    fcntl.ioctl(fd, Ioctl.NIOCTXSYNC)  # the daemon reads the ring there: a zero page now
+    fcntl.ioctl(fd, Ioctl.NIOCRXSYNC)
+    os.close(fd)
+    assert _settled(mount, lambda s: s["external_memory"] == [])["external_memory"] == []
+    res = mount.run(client("nm-extmem"), "-t", "pipe", "-n", "1000", "-p", "cutq")
+    assert _json(res.stdout)["ok"] is True and mount.proc.poll() is None
+    _libc.munmap(_ffi.cast("void *", region), 16 * MIB)
+    os.close(memfd)

@@ -68,7 +68,7 @@ class FakeUserMemory:
                 real = int(ffi.cast("uintptr_t", ffi.from_buffer(pages))) + addr - base
                 self.mapped += 1
                 return SimpleNamespace(address=real, size=size, key=(base, addr - base, size),
-                                       close=self._unmapped)
+                                       page=PAGE, close=self._unmapped)
         raise OSError(errno.EFAULT, "not a shared mapping")
 
     def _unmapped(self) -> None:
