@@ -385,21 +385,56 @@ static inline void nmp_bound_range(const struct netmap_if *nifp, unsigned base,
 }
 
 /*
+ * nmp_locate - find the port's netmap_if and rings in its memory region.
+ * @p:   a registered port
+ * @mem: the region as this process sees it: its mapping of the device,
+ *       or its own memory for a port registered with external memory
+ *
+ * Fills p->mem, p->nifp, the bound ring ranges (rings whose ring_ofs is
+ * not 0) and p->buf_base.
+ */
+static inline void nmp_locate(struct nm_port *p, void *mem)
+{
+    struct netmap_if *nifp = NETMAP_IF(mem, p->reg.nr_offset);
+    unsigned ntx = nifp->ni_tx_rings + nifp->ni_host_tx_rings;
+    unsigned nrx = nifp->ni_rx_rings + nifp->ni_host_rx_rings;
+    int ftx, ltx, frx, lrx;
+
+    nmp_bound_range(nifp, 0, ntx, &ftx, &ltx);
+    nmp_bound_range(nifp, ntx, nrx, &frx, &lrx);
+    p->mem = mem;
+    p->nifp = nifp;
+    p->first_tx_ring = ftx;
+    p->last_tx_ring = ltx;
+    p->first_rx_ring = frx;
+    p->last_rx_ring = lrx;
+    if (p->flags & NMP_LEGACY) {
+        /* the legacy answer carries no host ring counts */
+        p->reg.nr_host_tx_rings = (uint16_t)nifp->ni_host_tx_rings;
+        p->reg.nr_host_rx_rings = (uint16_t)nifp->ni_host_rx_rings;
+    }
+    p->buf_base = NULL;
+    p->buf_size = 0;
+    if (ltx >= ftx || lrx >= frx) {
+        struct netmap_ring *r = ltx >= ftx ? NETMAP_TXRING(nifp, ftx) : NETMAP_RXRING(nifp, frx);
+        p->buf_base = (char *)r + r->buf_ofs;
+        p->buf_size = r->nr_buf_size;
+    }
+}
+
+/*
  * nmp_mmap - map the port's memory region and locate its rings.
  * @p: a registered port, not yet mapped
  *
  * Reuses this process's mapping of the same mem_id (and size) unless the
- * port was registered with NMP_PRIVATE_MAP.  Fills p->mem, p->nifp, the
- * bound ring ranges (rings whose ring_ofs is not 0) and p->buf_base.
+ * port was registered with NMP_PRIVATE_MAP, then runs nmp_locate().
  * Returns 0, or -1 with errno (ENOMEM for a full table, mmap's errno).
  */
 static inline int nmp_mmap(struct nm_port *p)
 {
     struct nmp_map *maps = nmp_maps(), *m = NULL;
-    struct netmap_if *nifp;
     size_t size = (size_t)p->reg.nr_memsize;
-    unsigned ntx, nrx;
-    int i, ftx, ltx, frx, lrx;
+    int i;
     void *mem;
 
     if (p->fd < 0 || p->mem != NULL) {
@@ -433,30 +468,7 @@ static inline int nmp_mmap(struct nm_port *p)
         m->refs = 0;
     }
     m->refs++;
-
-    nifp = NETMAP_IF(m->mem, p->reg.nr_offset);
-    ntx = nifp->ni_tx_rings + nifp->ni_host_tx_rings;
-    nrx = nifp->ni_rx_rings + nifp->ni_host_rx_rings;
-    nmp_bound_range(nifp, 0, ntx, &ftx, &ltx);
-    nmp_bound_range(nifp, ntx, nrx, &frx, &lrx);
-    p->mem = m->mem;
-    p->nifp = nifp;
-    p->first_tx_ring = ftx;
-    p->last_tx_ring = ltx;
-    p->first_rx_ring = frx;
-    p->last_rx_ring = lrx;
-    if (p->flags & NMP_LEGACY) {
-        /* the legacy answer carries no host ring counts */
-        p->reg.nr_host_tx_rings = (uint16_t)nifp->ni_host_tx_rings;
-        p->reg.nr_host_rx_rings = (uint16_t)nifp->ni_host_rx_rings;
-    }
-    p->buf_base = NULL;
-    p->buf_size = 0;
-    if (ltx >= ftx || lrx >= frx) {
-        struct netmap_ring *r = ltx >= ftx ? NETMAP_TXRING(nifp, ftx) : NETMAP_RXRING(nifp, frx);
-        p->buf_base = (char *)r + r->buf_ofs;
-        p->buf_size = r->nr_buf_size;
-    }
+    nmp_locate(p, m->mem);
     return 0;
 }
 

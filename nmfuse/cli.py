@@ -205,6 +205,9 @@ def _print_report(report: dict) -> None:
           f"{report['memsize'] >> 20} MiB shared memory")
     pools = report["pools"]
     print("pools: " + ", ".join(f"{n} {p['used']}/{p['total']} used" for n, p in pools.items()))
+    for ext in report.get("external_memory", ()):
+        print(f"external memory {ext['mem_id']}: {ext['memsize'] >> 10} KiB, {ext['users']} port(s), pools: "
+              + ", ".join(f"{n} {p['used']}/{p['total']} used" for n, p in ext["pools"].items()))
     if not report["ports"]:
         print("no ports bound")
         return

@@ -43,19 +43,19 @@ static inline uint64_t nmh_mac48(const uint8_t *p)
 /* The bytes of source slot k; NULL with *len 0 for a slot the switch
  * cannot read (bad index, length past the buffer, or NS_INDIRECT, whose
  * user pointer the daemon does not follow). */
-static inline const char *nmh_vale_src_buf(const struct nmh_vale_bridge *b, const struct nmh_vale_src *src,
+static inline const char *nmh_vale_src_buf(const struct nmh_vale_port *sp, const struct nmh_vale_src *src,
                                            uint32_t k, uint32_t *len)
 {
     const struct netmap_slot *s = &src->slot[k];
     uint64_t off = s->ptr & src->offset_mask;
 
-    if (s->buf_idx < NMH_RESERVED || s->buf_idx >= b->objtotal || (s->flags & NS_INDIRECT) ||
-        off > b->buf_size || s->len > b->buf_size - off) {
+    if (s->buf_idx < NMH_RESERVED || s->buf_idx >= sp->objtotal || (s->flags & NS_INDIRECT) ||
+        off > sp->buf_size || s->len > sp->buf_size - off) {
         *len = 0;
         return NULL;
     }
     *len = s->len;
-    return b->bufs + (size_t)s->buf_idx * b->buf_size + off;
+    return sp->bufs + (size_t)s->buf_idx * sp->buf_size + off;
 }
 
 /* How many frames ahead the switch fetches the buffers it will touch: a
@@ -63,15 +63,15 @@ static inline const char *nmh_vale_src_buf(const struct nmh_vale_bridge *b, cons
  * the destination buffer, which the loop overlaps with earlier frames. */
 #define NMH_VALE_AHEAD 4
 
-static inline void nmh_vale_prefetch(const struct nmh_vale_bridge *b, const struct netmap_slot *s, int write)
+static inline void nmh_vale_prefetch(const struct nmh_vale_port *p, const struct netmap_slot *s, int write)
 {
     uint32_t idx = s->buf_idx;
 
-    if (idx < b->objtotal) {
+    if (idx < p->objtotal) {
         if (write)
-            __builtin_prefetch(b->bufs + (size_t)idx * b->buf_size, 1);
+            __builtin_prefetch(p->bufs + (size_t)idx * p->buf_size, 1);
         else
-            __builtin_prefetch(b->bufs + (size_t)idx * b->buf_size, 0);
+            __builtin_prefetch(p->bufs + (size_t)idx * p->buf_size, 0);
     }
 }
 
@@ -120,12 +120,12 @@ static void nmh_vale_deliver(struct nmh_vale_bridge *b, const struct nmh_vale_po
     for (i = 0; i < frags; i++) {
         struct netmap_slot *ds = &r->slot[t];
         uint32_t len = len0, dlen = 0;
-        const char *data = i == 0 ? d0 : nmh_vale_src_buf(b, src, k, &len);
+        const char *data = i == 0 ? d0 : nmh_vale_src_buf(sp, src, k, &len);
         uint64_t doff = ds->ptr & r->offset_mask;
 
-        if (ds->buf_idx >= NMH_RESERVED && ds->buf_idx < b->objtotal && doff <= b->buf_size) {
-            char *dst = b->bufs + (size_t)ds->buf_idx * b->buf_size + doff;
-            uint32_t dmax = b->buf_size - (uint32_t)doff;
+        if (ds->buf_idx >= NMH_RESERVED && ds->buf_idx < dp->objtotal && doff <= dp->buf_size) {
+            char *dst = dp->bufs + (size_t)ds->buf_idx * dp->buf_size + doff;
+            uint32_t dmax = dp->buf_size - (uint32_t)doff;
 
             if (i == 0 && sh != dh) {
                 /* virtio-net header mismatch: replace the source header
@@ -161,7 +161,7 @@ static void nmh_vale_deliver(struct nmh_vale_bridge *b, const struct nmh_vale_po
     r->hwtail = t;
     r->delivered++;
     t += NMH_VALE_AHEAD;
-    nmh_vale_prefetch(b, &r->slot[t < n ? t : t - n], 1);
+    nmh_vale_prefetch(dp, &r->slot[t < n ? t : t - n], 1);
     nmh_vale_mark(b, port, ring, r, NMH_MARK_LISTED);
 }
 
@@ -177,7 +177,7 @@ static void nmh_vale_frame(struct nmh_vale_bridge *b, uint32_t me, const struct 
 {
     struct nmh_vale_port *sp = b->ports[me];
     uint32_t hdr = sp->virt_hdr_len, len0, looklen, dst, h, j;
-    const char *d0 = nmh_vale_src_buf(b, src, first, &len0);
+    const char *d0 = nmh_vale_src_buf(sp, src, first, &len0);
     const uint8_t *look;
     uint64_t smac, dmac;
 
@@ -188,7 +188,7 @@ static void nmh_vale_frame(struct nmh_vale_bridge *b, uint32_t me, const struct 
         looklen = len0 - hdr;
     } else if (d0 != NULL && hdr == len0 && frags > 1) {
         uint32_t k = first + 1 == src->num_slots ? 0 : first + 1;
-        look = (const uint8_t *)nmh_vale_src_buf(b, src, k, &looklen);
+        look = (const uint8_t *)nmh_vale_src_buf(sp, src, k, &looklen);
         if (look == NULL)
             return;
     } else {
@@ -252,7 +252,7 @@ uint32_t nmh_vale_flush(struct nmh_vale_bridge *b, uint32_t me, const struct nmh
         } while ((fl & NS_MOREFRAG) && count > 0);
         if (count > NMH_VALE_AHEAD) {
             uint32_t k = j + NMH_VALE_AHEAD;
-            nmh_vale_prefetch(b, &src->slot[k < n ? k : k - n], 0);
+            nmh_vale_prefetch(b->ports[me], &src->slot[k < n ? k : k - n], 0);
         }
         nmh_vale_frame(b, me, src, first, frags, first_flags, &memo);
     }

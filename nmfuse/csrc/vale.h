@@ -10,8 +10,9 @@
  * table and, per bridge port, the RX rings the switch may fill.  The
  * daemon keeps these structs in step with its krings (ring pointers,
  * hwcur written by the port's rxsync); the loop below owns hwtail.
- * All rings and buffers are in the one memory region, described once per
- * bridge (bufs, buf_size, objtotal).
+ * Each port's rings and buffers are in its own memory (the global region
+ * or an external one), described in its struct (bufs, buf_size, objtotal):
+ * a frame is read with the sender's and written with the receiver's.
  */
 #define NMH_VALE_MAXPORTS 254
 #define NMH_VALE_MAXRINGS 16
@@ -32,6 +33,9 @@ struct nmh_vale_ring {
 };
 
 struct nmh_vale_port {
+    char *bufs;                 /* buffer 0 of the port's memory */
+    uint32_t buf_size;
+    uint32_t objtotal;
     uint32_t num_rx;            /* RX rings the switch may fill; 0: not in netmap mode */
     uint32_t virt_hdr_len;
     uint64_t last_smac;         /* the last source address learned from this port */
@@ -45,9 +49,6 @@ struct nmh_vale_ht_ent {
 };
 
 struct nmh_vale_bridge {
-    char *bufs;                 /* buffer 0 of the region */
-    uint32_t buf_size;
-    uint32_t objtotal;
     uint32_t active;            /* ports in port_index[0, active) */
     uint32_t nmarked;           /* scratch */
     uint32_t port_index[254];

@@ -10,6 +10,7 @@ which is what a kernel copyin/copyout would return to the caller.
 import errno
 
 from nmfuse.abi.fuse import ffi, libc
+from nmfuse.dev.usermap import UserMapping, map_user_range
 
 
 def _efault(what: str, addr: int, size: int) -> OSError:
@@ -59,6 +60,11 @@ class UserMemory:
         local = ffi.from_buffer(data)
         if self._transfer(libc.process_vm_writev, local, addr, size) != size:
             raise _efault("write", addr, size)
+
+    def map_shared(self, addr: int, size: int) -> UserMapping:
+        """The process's pages at [addr, addr+size) mapped into the daemon
+        (see ``usermap``).  Raises OSError: EINVAL (unaligned), EFAULT."""
+        return map_user_range(self.pid, addr, size)
 
     def _transfer(self, call, local, addr: int, size: int) -> int:
         iov = ffi.new("struct iovec[2]")  # [0] ours, [1] theirs

@@ -287,7 +287,8 @@ class MonitorAdapter(Adapter):
     def __init__(self, core, name: str, parent, flags: int, zcopy: bool, **geometry):
         self.has_host_rings = parent.has_host_rings
         host = 1 if parent.has_host_rings else 0
-        super().__init__(core, name, host_tx_rings=host, host_rx_rings=host, **geometry)
+        # a monitor lives in its parent's memory (copies and swaps stay in one pool)
+        super().__init__(core, name, host_tx_rings=host, host_rx_rings=host, mem=parent.mem, **geometry)
         self.parent = parent      # netmap's priv.np_na: None once the parent left netmap mode
         self.flags = flags
         self.zcopy = zcopy
@@ -328,7 +329,7 @@ class MonitorAdapter(Adapter):
         _forget_parent(self)
 
 
-def lookup(core, name: str, reg, create: bool, mem_given: bool):
+def lookup(core, name: str, reg, create: bool, mem_given):
     """The cascade's monitor step (netmap_get_monitor_na): a new monitor
     when the register flags ask for one.  NR_ZCOPY_MON adds both direction
     flags to the request, which the client sees in the body it gets back.
@@ -372,6 +373,6 @@ class MonitorDriver(Driver):
 
     name = "monitor"
 
-    def lookup(self, name: str, reg, create: bool, mem_given: bool):
+    def lookup(self, name: str, reg, create: bool, mem_given):
         """See the module-level ``lookup``."""
         return lookup(self.core, name, reg, create, mem_given)

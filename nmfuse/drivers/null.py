@@ -27,7 +27,7 @@ class NullDriver(Driver):
 
     name = "null"
 
-    def lookup(self, name: str, reg, create: bool, mem_given: bool):
+    def lookup(self, name: str, reg, create: bool, mem_given):
         """A new null port shaped as ``reg`` asks, or None for other modes.
 
         Raises:
@@ -41,4 +41,4 @@ class NullDriver(Driver):
         if not mem_given:
             raise OSError(errno.EINVAL, "null ports must use an existing allocator (nr_mem_id)")
         return NullAdapter(self.core, f"null:{name}", tx_rings=reg.nr_tx_rings, rx_rings=reg.nr_rx_rings,
-                           tx_slots=reg.nr_tx_slots, rx_slots=reg.nr_rx_slots)
+                           tx_slots=reg.nr_tx_slots, rx_slots=reg.nr_rx_slots, mem=mem_given)

@@ -17,8 +17,11 @@ ring's after the receiver releases slots.
 
 Both ends are created together and live while either is referenced.  A
 pipe's parent is any existing named port, or else an implicit parent
-(netmap creates an auto-deleting persistent VALE port there); either way
-the pipe uses the daemon's one memory region.
+(netmap creates an auto-deleting persistent VALE port there).  Both ends
+live in the memory the request named (EXTMEM or nr_mem_id), where netmap
+moves an idle parent, or else in the parent's (the daemon's global region
+for every parent nmfuse has); a parent in use keeps its memory and the
+pipe goes there too.
 """
 
 import errno
@@ -131,8 +134,11 @@ class PipePair:
         self.driver, self.key = driver, key
 
     def forget(self) -> None:
-        """Both ends are gone: the name ``key`` is free again."""
+        """Both ends are gone: the name ``key`` is free again; an end never
+        opened still held its memory."""
         self.driver.pairs.pop(self.key, None)
+        self.master.release_memory()
+        self.slave.release_memory()
 
 
 class PipeDriver(Driver):
@@ -145,7 +151,7 @@ class PipeDriver(Driver):
         super().__init__()
         self.pairs: dict[tuple[str, str], PipePair] = {}
 
-    def lookup(self, name: str, reg, create: bool, mem_given: bool):
+    def lookup(self, name: str, reg, create: bool, mem_given):
         """The pipe end ``name``, made with its peer on first use.
 
         Raises:
@@ -153,10 +159,10 @@ class PipeDriver(Driver):
                 (the parent is owned by a switch), ENODEV (no such pipe
                 and ``create`` is False).
         """
-        return _lookup(self, name, reg, create)
+        return _lookup(self, name, reg, create, mem_given)
 
 
-def _lookup(driver: PipeDriver, name: str, reg, create: bool):
+def _lookup(driver: PipeDriver, name: str, reg, create: bool, mem_given):
     core = driver.core
     brace = name.rfind("{")
     role = "master"
@@ -178,11 +184,14 @@ def _lookup(driver: PipeDriver, name: str, reg, create: bool):
     if pair is None:
         if not create:
             raise OSError(errno.ENODEV, f"pipe {name} not found")
-        pair = _create(driver, key, reg, parent_port)
+        mem = mem_given
+        if parent_port is not None and (mem is None or parent_port.active_fds > 0):
+            mem = parent_port.mem
+        pair = _create(driver, key, reg, parent_port, mem)
     return pair.master if role == "master" else pair.slave
 
 
-def _create(driver: PipeDriver, key, reg, parent_port) -> PipePair:
+def _create(driver: PipeDriver, key, reg, parent_port, mem) -> PipePair:
     core = driver.core
     parent, pipe_id = key
     default_slots = parent_port.num_slots if parent_port is not None else [DEFAULT_SLOTS] * 2
@@ -191,9 +200,9 @@ def _create(driver: PipeDriver, key, reg, parent_port) -> PipePair:
     tx_slots = bound_var(reg.nr_tx_slots, default_slots[TX], 1, MAX_SLOTS)
     rx_slots = bound_var(reg.nr_rx_slots, default_slots[RX], 1, MAX_SLOTS)
     pair = PipePair(driver, key)
-    pair.master = PipeAdapter(core, f"{parent}{{{pipe_id}", pair, "master",
+    pair.master = PipeAdapter(core, f"{parent}{{{pipe_id}", pair, "master", mem=mem,
                               tx_rings=tx_rings, rx_rings=rx_rings, tx_slots=tx_slots, rx_slots=rx_slots)
-    pair.slave = PipeAdapter(core, f"{parent}}}{pipe_id}", pair, "slave",
+    pair.slave = PipeAdapter(core, f"{parent}}}{pipe_id}", pair, "slave", mem=mem,
                              tx_rings=rx_rings, rx_rings=tx_rings, tx_slots=rx_slots, rx_slots=tx_slots)
     pair.master.peer, pair.slave.peer = pair.slave, pair.master
     driver.pairs[key] = pair

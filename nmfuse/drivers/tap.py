@@ -414,7 +414,7 @@ class TapAdapter(Adapter):
             self.notify(kring)
 
 
-def lookup(core, name: str, reg, create: bool, mem_given: bool):
+def lookup(core, name: str, reg, create: bool, mem_given):
     """netmap:NAME for a TAP created by the daemon or a free persistent one."""
     port = core.named.get(name)
     if port is not None and not isinstance(port, TapAdapter):
@@ -533,7 +533,7 @@ class TapDriver(Driver):
         super().__init__()
         self.specs = tuple(specs)
 
-    def lookup(self, name: str, reg, create: bool, mem_given: bool):
+    def lookup(self, name: str, reg, create: bool, mem_given):
         """See the module-level ``lookup``."""
         return lookup(self.core, name, reg, create, mem_given)
 

@@ -89,18 +89,30 @@ class PoolStats:
 
 
 class ObjectPool:
-    """Fixed-size objects handed out by offset in the region."""
+    """Fixed-size objects handed out by offset in the region.
 
-    def __init__(self, offset: int, objsize: int, objtotal: int, what: str):
+    ``usable`` (default all) objects can be handed out; netmap reports a
+    last object that overruns external memory in ``objtotal`` but never
+    uses it.  Indexes never handed out are not listed, so a pool of
+    millions of small objects costs nothing until they are used.
+    """
+
+    def __init__(self, offset: int, objsize: int, objtotal: int, what: str, usable: int | None = None):
         self.offset, self.objsize, self.objtotal, self.what = offset, objsize, objtotal, what
-        self._free = list(range(objtotal - 1, -1, -1))  # pop() gives the lowest first
+        self.usable = objtotal if usable is None else usable
+        self._fresh = 0                 # indexes below it were handed out once
+        self._free: list[int] = []      # returned ones, reused first
         self._used: set[int] = set()
 
     def alloc(self) -> int:
         """Offset of a fresh object.  Raises OSError(ENOMEM) when exhausted."""
-        if not self._free:
+        if self._free:
+            i = self._free.pop()
+        elif self._fresh < self.usable:
+            i = self._fresh
+            self._fresh += 1
+        else:
             raise _oserror(errno.ENOMEM, f"{self.what} pool exhausted")
-        i = self._free.pop()
         self._used.add(i)
         return self.offset + i * self.objsize
 
@@ -113,14 +125,20 @@ class ObjectPool:
 
     def stats(self) -> PoolStats:
         """Total and used objects."""
-        return PoolStats(self.objtotal, len(self._used))
+        return PoolStats(self.usable, len(self._used))
 
 
 class BufferPool:
-    """Buffers by index, kept by the C helper; 0 and 1 are reserved."""
+    """Buffers by index, kept by the C helper; 0 and 1 are reserved.
 
-    def __init__(self, offset: int, objsize: int, objtotal: int):
+    ``objtotal`` is what the daemon serves and validates slots against;
+    ``reported`` (default the same) what pools info tells clients, which
+    for external memory counts a last buffer that overruns it.
+    """
+
+    def __init__(self, offset: int, objsize: int, objtotal: int, reported: int | None = None):
         self.offset, self.objsize, self.objtotal = offset, objsize, objtotal
+        self.reported = objtotal if reported is None else reported
         self._in_use = ffi.new("uint8_t[]", objtotal)
         self._stack = ffi.new("uint32_t[]", objtotal)
         self._pool = ffi.new("struct nmh_bufpool *", {
@@ -168,8 +186,51 @@ class BufferPool:
         return PoolStats(usable, usable - self._pool.nfree)
 
 
+@dataclass(frozen=True)
+class PoolLayout:
+    """Where one pool lies: ``objtotal`` objects of ``objsize`` bytes from
+    ``offset``, of which the first ``usable`` can be handed out."""
+
+    offset: int
+    objsize: int
+    objtotal: int
+    usable: int
+
+    @property
+    def memtotal(self) -> int:
+        """Bytes the pool takes, up to the page where the next one starts."""
+        return _round_up(self.objtotal * self.objsize, PAGE)
+
+
+@dataclass(frozen=True)
+class MemLayout:
+    """The three pools of a region and the size netmap reports for it."""
+
+    ifs: PoolLayout
+    rings: PoolLayout
+    bufs: PoolLayout
+
+    @property
+    def memsize(self) -> int:
+        """Bytes the three pools take, laid out one after the other."""
+        return self.ifs.memtotal + self.rings.memtotal + self.bufs.memtotal
+
+
+def global_layout(config: PoolConfig) -> MemLayout:
+    """The pools of ``config`` back to back, each from a page boundary."""
+    ifs = PoolLayout(0, config.if_size, config.if_num, config.if_num)
+    rings = PoolLayout(ifs.memtotal, config.ring_size, config.ring_num, config.ring_num)
+    bufs = PoolLayout(rings.offset + rings.memtotal, config.buf_size, config.buf_num, config.buf_num)
+    return MemLayout(ifs, rings, bufs)
+
+
 class MemoryAllocator:
-    """The one memory region of the daemon (netmap mem_id 1) and its pools.
+    """A memory region and its pools: the daemon's global one (netmap
+    mem_id 1, a memfd of ``config``'s geometry), or one laid out in memory
+    handed in (``over``, external memory, its id given by a ``MemoryTable``).
+
+    ``hold``/``drop`` count the ports that live in it; ``on_unused`` (if
+    set) runs when the last one drops.
 
     Raises:
         ValueError: the configuration is unusable.
@@ -177,20 +238,44 @@ class MemoryAllocator:
     """
 
     mem_id = 1
+    private = False   # netmap's NETMAP_MEM_PRIVATE (external memory sets it)
 
     def __init__(self, config: PoolConfig = PoolConfig()):
         config.validate()
-        self.config = config
-        if_bytes = config.if_num * config.if_size
-        ring_offset = _round_up(if_bytes, PAGE)
-        buf_offset = _round_up(ring_offset + config.ring_num * config.ring_size, PAGE)
-        self.memsize = buf_offset + config.buf_num * config.buf_size
-        self.region = Region(self.memsize)
-        self.ifs = ObjectPool(0, config.if_size, config.if_num, "netmap_if")
-        self.rings = ObjectPool(ring_offset, config.ring_size, config.ring_num, "ring")
-        self.bufs = BufferPool(buf_offset, config.buf_size, config.buf_num)
+        layout = global_layout(config)
+        self._build(Region(layout.memsize), layout)
+
+    @classmethod
+    def over(cls, region, layout: MemLayout) -> "MemoryAllocator":
+        """An allocator with ``layout`` in ``region``, which it then owns."""
+        self = cls.__new__(cls)
+        self._build(region, layout)
+        return self
+
+    def _build(self, region, layout: MemLayout) -> None:
+        self.region = region
+        self.memsize = layout.memsize
+        self.ifs = ObjectPool(layout.ifs.offset, layout.ifs.objsize, layout.ifs.objtotal,
+                              "netmap_if", layout.ifs.usable)
+        self.rings = ObjectPool(layout.rings.offset, layout.rings.objsize, layout.rings.objtotal,
+                                "ring", layout.rings.usable)
+        self.bufs = BufferPool(layout.bufs.offset, layout.bufs.objsize, layout.bufs.usable,
+                               layout.bufs.objtotal)
         self._live_rings: dict[int, int] = {}   # ring offset -> num_slots
         self._live_lists: set[int] = set()      # netmap_if offsets owning extra buffers
+        self.users = 0
+        self.on_unused = None
+
+    def hold(self) -> "MemoryAllocator":
+        """One more port (or request) uses this memory."""
+        self.users += 1
+        return self
+
+    def drop(self) -> None:
+        """Undo ``hold``; the last drop runs ``on_unused``."""
+        self.users -= 1
+        if self.users == 0 and self.on_unused is not None:
+            self.on_unused(self)
 
     @property
     def buf_size(self) -> int:
@@ -210,7 +295,7 @@ class MemoryAllocator:
             if_pool_objsize=self.ifs.objsize,
             ring_pool_offset=self.rings.offset, ring_pool_objtotal=self.rings.objtotal,
             ring_pool_objsize=self.rings.objsize,
-            buf_pool_offset=self.bufs.offset, buf_pool_objtotal=self.bufs.objtotal,
+            buf_pool_offset=self.bufs.offset, buf_pool_objtotal=self.bufs.reported,
             buf_pool_objsize=self.bufs.objsize,
         )
 

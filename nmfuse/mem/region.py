@@ -1,4 +1,10 @@
-"""One memfd, mapped shared in the daemon: the memory every client mmaps."""
+"""The bytes an allocator lays its pools in.
+
+``Region``: one memfd, mapped shared in the daemon, the memory every client
+mmaps.  ``ExternalRegion``: pages the layer above has already mapped into
+the daemon (a client's own memory, netmap's external memory); this layer
+only needs their address and knows nothing of where they come from.
+"""
 
 import mmap
 import os
@@ -45,3 +51,33 @@ class Region:
         except BufferError:
             pass  # a cffi view still exists; the mapping dies with the process
         os.close(self.fd)
+
+
+class ExternalRegion:
+    """``size`` bytes at address ``address`` of the daemon, mapped by the
+    layer above; ``release()`` unmaps them when the allocator goes.
+
+    Same interface as ``Region`` (``base``, ``ptr``, ``view``, ``close``)
+    but no fd: nobody mmaps it through the device.
+    """
+
+    fd = None
+
+    def __init__(self, address: int, size: int, release):
+        self.size = size
+        self.base = ffi.cast("char *", address)
+        self._release = release
+
+    def ptr(self, ctype: str, offset: int):
+        """A typed pointer to ``offset`` bytes into the region."""
+        return ffi.cast(ctype, self.base + offset)
+
+    def view(self, offset: int, size: int) -> memoryview:
+        """A memoryview of ``size`` bytes at ``offset``."""
+        return memoryview(ffi.buffer(self.base + offset, size))
+
+    def close(self) -> None:
+        """Give the pages back (once)."""
+        if self.base is not None:
+            self.base = None
+            self._release()

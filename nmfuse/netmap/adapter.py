@@ -53,9 +53,11 @@ class Adapter:
     monitor_id = 0
 
     def __init__(self, core, name: str, *, tx_rings: int, rx_rings: int,
-                 tx_slots: int, rx_slots: int, host_tx_rings: int = 0, host_rx_rings: int = 0):
+                 tx_slots: int, rx_slots: int, host_tx_rings: int = 0, host_rx_rings: int = 0,
+                 mem=None):
         self.core = core
-        self.mem = core.mem
+        self.mem = (mem or core.mem).hold()   # held until the port goes (release_memory)
+        self._mem_held = True
         self.name = name
         self.num_rings = [tx_rings, rx_rings]
         self.num_slots = [tx_slots, rx_slots]
@@ -127,6 +129,9 @@ class Adapter:
 
     def get(self) -> "Adapter":
         """Take a reference; returns the adapter (netmap_adapter_get)."""
+        if not self._mem_held:   # a port found again after its last put (a pipe end, a TAP)
+            self.mem.hold()
+            self._mem_held = True
         self.refs += 1
         return self
 
@@ -135,6 +140,14 @@ class Adapter:
         self.refs -= 1
         if self.refs == 0:
             self.destroy()
+            self.release_memory()
+
+    def release_memory(self) -> None:
+        """The port is gone: drop its hold on its memory (once), so that
+        external memory goes with the last port in it."""
+        if self._mem_held:
+            self._mem_held = False
+            self.mem.drop()
 
     def rings_create(self) -> None:
         """Give every kring that needs one a ring in shared memory.

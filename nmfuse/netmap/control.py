@@ -11,15 +11,8 @@ import errno
 import logging
 from contextlib import ExitStack
 
-from nmfuse.abi.netmap import (
-    NETMAP_MAX_API,
-    NETMAP_MIN_API,
-    OptType,
-    RegFlag,
-    RegMode,
-    ReqType,
-    ffi,
-)
+from nmfuse.abi.netmap import NETMAP_MAX_API, NETMAP_MIN_API, OptType, RegFlag, RegMode, ReqType, ffi
+from nmfuse.netmap import extmem
 from nmfuse.netmap.binding import do_regif, do_unregif, extra_buffers
 from nmfuse.netmap.kring import RX, TX
 from nmfuse.netmap.request import Request, RequestError, copyin, copyout, new_header
@@ -69,24 +62,41 @@ def dispatch(core, binding, req: Request) -> int:
     return 0
 
 
+NI_PRIV_MEM = 0x1
+
+
 def ctrl_register(core, binding, req: Request) -> None:
     """REGISTER: bind the fd to the named port's rings and fill the body with
-    the geometry, memory and netmap_if offset (netmap_do_regif).
+    the geometry, memory and netmap_if offset (netmap_do_regif).  With an
+    EXTMEM option, a port made now lives in the memory it names.
 
     Raises:
         OSError: EBUSY (the fd is already bound, or a switch owns the port),
             EIO (a virtio-net header the program does not accept),
-            EOPNOTSUPP (an option left unhandled), a CSB option's status, or
-            the errors of ``core.get_adapter`` and ``do_regif``; the fd then
-            stays unbound and the port as it was.
+            EOPNOTSUPP (an option left unhandled), an EXTMEM or CSB option's
+            status, or the errors of ``core.get_adapter`` and ``do_regif``;
+            the fd then stays unbound and the port as it was.
     """
-    reg = req.body
     if binding.registered:
         raise OSError(errno.EBUSY, "this fd is already bound to a port")
-    # EXTMEM is not offered (there is one region): its option stays
-    # EOPNOTSUPP and nmreq_checkoptions refuses the request below.
     with ExitStack() as undo:
-        adapter = core.get_adapter(req.name, reg, create=True)
+        ext = req.option(OptType.EXTMEM)
+        mem = None
+        if ext is not None:
+            try:
+                mem = extmem.open_external(core.memories, ext, req.memory)
+            except OSError as e:
+                ext.status = e.errno
+                raise
+            ext.status = 0
+            undo.callback(mem.drop)   # the request's hold: the ports made in it hold it now
+        _register(core, binding, req, mem)
+
+
+def _register(core, binding, req: Request, mem) -> None:
+    reg = req.body
+    with ExitStack() as undo:
+        adapter = core.get_adapter(req.name, reg, create=True, mem=mem)
         undo.callback(adapter.put)
         if adapter.owned_by_kernel:
             raise OSError(errno.EBUSY, f"{adapter.name} is owned by a switch")
@@ -101,8 +111,10 @@ def ctrl_register(core, binding, req: Request) -> None:
                 raise OSError(csb.status, "CSB refused")
         for key, value in adapter.info().items():
             setattr(reg, key, value)
-        reg.nr_memsize = core.mem.memsize
-        reg.nr_mem_id = core.mem.mem_id
+        reg.nr_memsize = adapter.mem.memsize
+        reg.nr_mem_id = adapter.mem.mem_id
+        if adapter.mem.private:
+            adapter.mem.region.ptr("struct netmap_if *", binding.nifp_offset).ni_flags |= NI_PRIV_MEM
         if reg.nr_extra_bufs:
             reg.nr_extra_bufs = extra_buffers(binding, reg.nr_extra_bufs)
         reg.nr_offset = binding.nifp_offset
@@ -129,12 +141,13 @@ def ctrl_port_info_get(core, binding, req: Request) -> None:
         try:
             for key, value in adapter.info().items():
                 setattr(info, key, value)
+            mem = adapter.mem
         finally:
             adapter.put()
-    elif info.nr_mem_id not in (0, core.mem.mem_id):
-        raise OSError(errno.EINVAL, f"no memory region with id {info.nr_mem_id}")
-    info.nr_memsize = core.mem.memsize
-    info.nr_mem_id = core.mem.mem_id
+    else:
+        mem = core.find_memory(info.nr_mem_id or core.mem.mem_id)
+    info.nr_memsize = mem.memsize
+    info.nr_mem_id = mem.mem_id
 
 
 def ctrl_pools_info_get(core, binding, req: Request) -> None:
@@ -146,9 +159,10 @@ def ctrl_pools_info_get(core, binding, req: Request) -> None:
     """
     body = req.body
     adapter = core.get_adapter(req.name, _register_body(mem_id=body.nr_mem_id), create=True)
+    pools = adapter.mem.pools_info()
     adapter.put()
     # PoolsInfo's fields are nmreq_pools_info's without the nr_ prefix
-    for field, value in dataclasses.asdict(core.mem.pools_info()).items():
+    for field, value in dataclasses.asdict(pools).items():
         setattr(body, f"nr_{field}", value)
 
 

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterable
 
 from nmfuse.abi.netmap import RegMode, ffi
+from nmfuse.mem import MemoryTable
 from nmfuse.netmap.driver import Driver, RequestHandler
 
 
@@ -22,6 +23,7 @@ class Core:
 
     def __init__(self, mem, drivers: Iterable[Driver] = (), wake=lambda kh: None):
         self.mem = mem
+        self.memories = MemoryTable(mem)     # mem_id -> allocator, external memory too
         self.wake = wake
         self.lock = threading.RLock()
         self.named: dict[str, object] = {}   # ports that exist on their own (TAP, persistent VALE, ...)
@@ -39,8 +41,20 @@ class Core:
                 return driver
         raise KeyError(name)
 
-    def get_adapter(self, name: str, reg, create: bool = True):
+    def find_memory(self, mem_id: int):
+        """The allocator with ``mem_id`` (netmap_mem_find).  Raises OSError(EINVAL)."""
+        mem = self.memories.find(mem_id)
+        if mem is None:
+            raise OSError(errno.EINVAL, f"no memory region with id {mem_id}")
+        return mem
+
+    def get_adapter(self, name: str, reg, create: bool = True, mem=None):
         """Resolve ``name`` to a referenced adapter (netmap_get_na).
+
+        ``mem`` is the memory the request brought (EXTMEM); without it a
+        nonzero nr_mem_id names one.  A port made now lives in that memory
+        (a pipe in its parent's when the parent is in use); an existing
+        one keeps its own.
 
         Raises:
             OSError: EINVAL (deprecated pipe modes, unknown nr_mem_id, bad
@@ -48,9 +62,10 @@ class Core:
         """
         if reg.nr_mode in (RegMode.PIPE_MASTER, RegMode.PIPE_SLAVE):
             raise OSError(errno.EINVAL, "deprecated pipe nr_mode, use the x{y / x}y syntax")
-        if reg.nr_mem_id and reg.nr_mem_id != self.mem.mem_id:
-            raise OSError(errno.EINVAL, f"no memory region with id {reg.nr_mem_id}")
-        mem_given = bool(reg.nr_mem_id)
+        if mem is None and reg.nr_mem_id:
+            mem = self.find_memory(reg.nr_mem_id)
+        # drivers get the memory as ``mem_given``: None when the request named none
+        mem_given = mem
         for driver in self.drivers:
             adapter = driver.lookup(name, reg, create, mem_given)
             if adapter is not None:
@@ -60,7 +75,7 @@ class Core:
             raise OSError(errno.ENXIO, f"no port named {name!r}")
         return port.get()
 
-    def find_interface(self, ifname: str, reg=None, mem_given: bool = False):
+    def find_interface(self, ifname: str, reg=None, mem_given=None):
         """A port that exists on its own under ``ifname`` (netmap's ifunit):
         a named port, or one an interface driver knows (a TAP, say).
         Unreferenced; None if there is none.

@@ -88,10 +88,16 @@ class NetmapDevice:
                 port["bindings"].append({"fh": binding.fh, "pid": binding.pid,
                                          "tx": [binding.qfirst[TX], binding.qlast[TX]],
                                          "rx": [binding.qfirst[RX], binding.qlast[RX]]})
-            pools = {name: {"total": s.total, "used": s.used, "free": s.free}
-                     for name, s in self.core.mem.statistics().items()}
+            external = [{"mem_id": m.mem_id, "memsize": m.memsize, "users": m.users, "pools": _pools(m)}
+                        for m in self.core.memories.externals()]
             return {"open_files": len(self.bindings), "ports": list(ports.values()),
-                    "pools": pools, "memsize": self.core.mem.memsize}
+                    "pools": _pools(self.core.mem), "memsize": self.core.mem.memsize,
+                    "external_memory": external}
+
+
+def _pools(mem) -> dict:
+    return {name: {"total": s.total, "used": s.used, "free": s.free}
+            for name, s in mem.statistics().items()}
 
 
 def _port_status(adapter) -> dict:
@@ -102,4 +108,4 @@ def _port_status(adapter) -> dict:
                           "slots": k.num_slots, "users": k.users, "packets": k.stats_packets,
                           "bytes": k.stats_bytes, "drops": k.stats_drops, "errors": k.stats_errors})
     return {"name": adapter.name, "type": adapter.kind, "fds": adapter.active_fds,
-            "rings": rings, "bindings": []}
+            "rings": rings, "bindings": [], "mem_id": adapter.mem.mem_id}

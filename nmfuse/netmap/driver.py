@@ -47,13 +47,14 @@ class Driver:
         """Called once by ``Core``: the core this driver serves."""
         self.core = core
 
-    def lookup(self, name: str, reg, create: bool, mem_given: bool):
+    def lookup(self, name: str, reg, create: bool, mem_given):
         """The adapter ``name`` stands for, unreferenced, or None when the
         name (or ``reg.nr_mode``) is not for this driver.
 
         ``create`` is False for requests that must not make a port (a
-        header query, say); ``mem_given`` tells that the request named a
-        memory region (nr_mem_id).
+        header query, say); ``mem_given`` is the memory allocator the
+        request names (EXTMEM option or nr_mem_id), None when it names
+        none: a port created for it lives there.
 
         Raises:
             OSError: the name is this driver's but cannot be served.

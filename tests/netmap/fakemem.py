@@ -5,8 +5,12 @@ reading or writing outside a block is EFAULT, as process_vm_readv gives.
 """
 
 import errno
+import mmap
+from types import SimpleNamespace
 
 from nmfuse.abi.netmap import ffi
+
+PAGE = 4096
 
 
 class FakeUserMemory:
@@ -15,6 +19,8 @@ class FakeUserMemory:
         blocks at fixed addresses start above them."""
         self.blocks: dict[int, bytearray] = {}
         self._next = start
+        self.shared: dict[int, mmap.mmap] = {}   # fake address -> real pages
+        self.mapped = 0                          # map_shared views not yet closed
 
     def place(self, data) -> int:
         """Put ``data`` (bytes or a cffi struct pointer) at a new address."""
@@ -44,3 +50,35 @@ class FakeUserMemory:
         out = ffi.new(ctype + " *")
         ffi.memmove(out, self.read(addr, ffi.sizeof(ctype)), ffi.sizeof(ctype))
         return out
+
+    def place_shared(self, size: int) -> int:
+        """Shared pages of ``size`` bytes at a new page-aligned fake address:
+        what ``map_shared`` can map (all other memory is private)."""
+        addr = self._next
+        self._next += (size + PAGE - 1) // PAGE * PAGE + PAGE
+        self.shared[addr] = mmap.mmap(-1, max(size, PAGE))
+        return addr
+
+    def map_shared(self, addr: int, size: int):
+        """As the device layer's UserMemory.map_shared: EINVAL unaligned,
+        EFAULT outside the shared blocks; the pages' identity is their
+        block and range."""
+        if addr % PAGE:
+            raise OSError(errno.EINVAL, "not page aligned")
+        for base, pages in self.shared.items():
+            if base <= addr and addr + size <= base + len(pages):
+                real = int(ffi.cast("uintptr_t", ffi.from_buffer(pages))) + addr - base
+                self.mapped += 1
+                return SimpleNamespace(address=real, size=size, key=(base, addr - base, size),
+                                       page=PAGE, close=self._unmapped)
+        raise OSError(errno.EFAULT, "not a shared mapping")
+
+    def _unmapped(self) -> None:
+        self.mapped -= 1
+
+    def shared_view(self, addr: int, size: int) -> memoryview:
+        """The bytes at fake address ``addr`` of a shared block."""
+        for base, pages in self.shared.items():
+            if base <= addr and addr + size <= base + len(pages):
+                return memoryview(pages)[addr - base:addr - base + size]
+        raise OSError(errno.EFAULT, "not a shared block")

@@ -59,7 +59,7 @@ class ValeDriver(Driver):
         super().attach(core)
         self.switches = Switches(core)
 
-    def lookup(self, name: str, reg, create: bool, mem_given: bool):
+    def lookup(self, name: str, reg, create: bool, mem_given):
         """The cascade's VALE step: REGISTER semantics (ephemeral ports)."""
         return get_port(self.switches, name, reg, create, ReqType.REGISTER, mem_given)
 

@@ -38,7 +38,7 @@ class BwrapHost(VPort):
     (``NAME^``): its krings are the bwrap's host krings."""
 
     def __init__(self, core, bwrap, **geometry):
-        super().__init__(core, bwrap.name + "^", **geometry)
+        super().__init__(core, bwrap.name + "^", mem=bwrap.mem, **geometry)
         self.bwrap = bwrap
         self.owned_by_kernel = True   # nobody registers it (netmap: NAF_BUSY)
         self.na_vp = bwrap
@@ -62,7 +62,8 @@ class Bwrap(VPort):
         super().__init__(core, name,
                          tx_rings=hw.num_rings[RX], rx_rings=hw.num_rings[TX],
                          tx_slots=hw.num_slots[RX], rx_slots=hw.num_slots[TX],
-                         host_tx_rings=hw.num_host_rings[RX], host_rx_rings=hw.num_host_rings[TX])
+                         host_tx_rings=hw.num_host_rings[RX], host_rx_rings=hw.num_host_rings[TX],
+                         mem=hw.mem)
         self.hw = hw
         self.virt_hdr_len = hw.virt_hdr_len
         self.host = None

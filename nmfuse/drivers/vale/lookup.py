@@ -8,7 +8,7 @@ from nmfuse.drivers.vale.port import NEED_BWRAP, ValePort, VPort
 from nmfuse.drivers.vale.switch import NM_BDG_MAXPORTS, NM_BDG_NAME
 
 
-def get_port(switches, name: str, reg, create: bool, reqtype: int, mem_given: bool = False):
+def get_port(switches, name: str, reg, create: bool, reqtype: int, mem_given=None):
     """The port of one of ``switches`` called ``name`` (netmap_get_bdg_na), unreferenced,
     or None when the name is not a VALE name.
 
@@ -43,7 +43,7 @@ def get_port(switches, name: str, reg, create: bool, reqtype: int, mem_given: bo
         if hw is None:
             if reqtype != ReqType.REGISTER:
                 raise OSError(errno.EINVAL, f"no interface {ifname!r} to attach")
-            port = ValePort.create(core, name, reg)
+            port = ValePort.create(core, name, reg, mem=mem_given)
             bridge.attach(port)
             return port
         if reqtype not in (ReqType.VALE_ATTACH, ReqType.VALE_DETACH,

@@ -31,6 +31,10 @@ class VPort(Adapter):
         self.cport = ffi.new("struct nmh_vale_port *")
         self.cport.last_smac = (1 << 64) - 1
         super().__init__(core, name, **geometry)
+        # the switch reads a sender's frames and writes a receiver's in each one's memory
+        self.cport.bufs = self.mem.region.base + self.mem.bufs.offset
+        self.cport.buf_size = self.mem.bufs.objsize
+        self.cport.objtotal = self.mem.bufs.objtotal
         self.bridge: Bridge | None = None
         self.bdg_port = -1
         self.na_vp = None           # the port that answers VALE_DETACH for this one
@@ -137,19 +141,25 @@ class ValePort(VPort):
 
     def __init__(self, core, name: str, persistent: bool = False, **geometry):
         super().__init__(core, name, **geometry)
+        # the switch reads a sender's frames and writes a receiver's in each one's memory
+        self.cport.bufs = self.mem.region.base + self.mem.bufs.offset
+        self.cport.buf_size = self.mem.bufs.objsize
+        self.cport.objtotal = self.mem.bufs.objtotal
         self.persistent = persistent
         self.ifname = name          # a persistent port's own name
 
     @classmethod
-    def create(cls, core, name: str, reg, persistent: bool = False) -> "ValePort":
+    def create(cls, core, name: str, reg, persistent: bool = False, mem=None) -> "ValePort":
         """A port with the geometry ``reg`` asks for, bounded as netmap does;
-        the bounded values are written back into ``reg``."""
+        the bounded values are written back into ``reg``.  It lives in
+        ``mem`` if given (external memory, nr_mem_id), else in the global
+        region (netmap would give it a private one)."""
         reg.nr_tx_rings = bound_var(reg.nr_tx_rings, 1, 1, NM_BDG_MAXRINGS)
         reg.nr_rx_rings = bound_var(reg.nr_rx_rings, 1, 1, NM_BDG_MAXRINGS)
         reg.nr_tx_slots = bound_var(reg.nr_tx_slots, NM_BRIDGE_RINGSIZE, 1, NM_BDG_MAXSLOTS)
         reg.nr_rx_slots = bound_var(reg.nr_rx_slots, NM_BRIDGE_RINGSIZE, 1, NM_BDG_MAXSLOTS)
         reg.nr_extra_bufs = bound_var(reg.nr_extra_bufs, 0, 0, 128 * NM_BDG_MAXSLOTS)
-        return cls(core, name, persistent=persistent,
+        return cls(core, name, persistent=persistent, mem=mem,
                    tx_rings=reg.nr_tx_rings, rx_rings=reg.nr_rx_rings,
                    tx_slots=reg.nr_tx_slots, rx_slots=reg.nr_rx_slots)
 

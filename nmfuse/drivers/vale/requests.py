@@ -19,9 +19,9 @@ from nmfuse.drivers.vale.port import ValePort
 from nmfuse.drivers.vale.switch import IFNAMSIZ, NM_BDG_NAME, NM_BDG_NOPORT
 
 
-def _check_mem_id(core, mem_id: int) -> None:
-    if mem_id and mem_id != core.mem.mem_id:
-        raise OSError(errno.EINVAL, f"no memory region with id {mem_id}")
+def _check_mem_id(core, mem_id: int):
+    """The memory ``mem_id`` names (None for 0).  Raises OSError(EINVAL)."""
+    return core.find_memory(mem_id) if mem_id else None
 
 
 def ctrl_vale_attach(switches, core, binding, req) -> None:
@@ -133,16 +133,16 @@ def ctrl_vale_newif(switches, core, binding, req) -> None:
         raise OSError(errno.EINVAL, f"{name!r} cannot name a persistent VALE port")
     if core.find_interface(name) is not None:
         raise OSError(errno.EEXIST, f"{name} exists")
-    _check_mem_id(core, body.nr_mem_id)
+    mem = _check_mem_id(core, body.nr_mem_id)
     reg = ffi.new("struct nmreq_register *")
     reg.nr_tx_slots, reg.nr_rx_slots = body.nr_tx_slots, body.nr_rx_slots
     reg.nr_tx_rings, reg.nr_rx_rings = body.nr_tx_rings, body.nr_rx_rings
     reg.nr_mode = RegMode.ALL_NIC
-    port = ValePort.create(core, name, reg, persistent=True)
+    port = ValePort.create(core, name, reg, persistent=True, mem=mem)
     core.named[name] = port.get()   # the reference VALE_DELIF drops
     body.nr_tx_slots, body.nr_rx_slots = reg.nr_tx_slots, reg.nr_rx_slots
     body.nr_tx_rings, body.nr_rx_rings = reg.nr_tx_rings, reg.nr_rx_rings
-    body.nr_mem_id = core.mem.mem_id
+    body.nr_mem_id = port.mem.mem_id
 
 
 def ctrl_vale_delif(switches, core, binding, req) -> None:

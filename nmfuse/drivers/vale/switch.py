@@ -70,14 +70,10 @@ class Bridge:
 
     def __init__(self, switches: "Switches", index: int, name: str):
         self.switches = switches
-        self.core = core = switches.core
+        self.core = switches.core
         self.index = index
         self.name = name
-        mem = core.mem
         self.c = ffi.new("struct nmh_vale_bridge *")
-        self.c.bufs = mem.region.base + mem.bufs.offset
-        self.c.buf_size = mem.bufs.objsize
-        self.c.objtotal = mem.bufs.objtotal
         self.out = ffi.new("uint16_t[4096]")
         self.ports: list = [None] * NM_BDG_MAXPORTS
         # active port indexes first, then the free ones (freed last, reused first)
