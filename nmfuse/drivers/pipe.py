@@ -94,10 +94,8 @@ class PipeAdapter(Adapter):
         return kring.direction == TX
 
     def txsync(self, kring) -> int:
-        rx = kring.peer
-        kring.hwtail = kring.pipe_tail
-        n = kring.num_slots
-        m = (kring.rhead - kring.hwcur) % n
+        rx, n = kring.peer, kring.num_slots
+        m = _handed_over(kring)
         if m == 0:
             return 0
         end = lib.nmh_pipe_forward(kring.ring.slot, rx.ring.slot, n, kring.hwcur, m, rx.offset_mask)
@@ -109,10 +107,8 @@ class PipeAdapter(Adapter):
         return 0
 
     def rxsync(self, kring) -> int:
-        tx = kring.peer
-        kring.hwtail = kring.pipe_tail
-        n = kring.num_slots
-        m = (kring.rhead - kring.hwcur) % n
+        tx, n = kring.peer, kring.num_slots
+        m = _handed_over(kring)
         if m == 0:
             return 0
         lib.nmh_pipe_release(kring.ring.slot, tx.ring.slot, n, kring.hwcur, m)
@@ -125,6 +121,13 @@ class PipeAdapter(Adapter):
     def destroy(self) -> None:
         if self.peer.refs == 0:
             self.pair.forget()
+
+
+def _handed_over(kring) -> int:
+    """Publish what the peer has done to this ring (its tail) and count the
+    slots the user handed over since the last sync, [hwcur, rhead)."""
+    kring.hwtail = kring.pipe_tail
+    return (kring.rhead - kring.hwcur) % kring.num_slots
 
 
 class PipePair:
