@@ -17,7 +17,8 @@ all: install clients
 # Installs the package (and builds the C helper) once per change of the
 # build inputs; pip needs network access to PyPI the first time.
 install: .installed
-.installed: pyproject.toml setup.py nmfuse/helper_build.py nmfuse/csrc/helper.c nmfuse/csrc/helper.h $(ABI_H)
+.installed: pyproject.toml setup.py nmfuse/helper_build.py nmfuse/csrc/helper.c nmfuse/csrc/helper.h $(ABI_H) \
+            nmfuse/uring_build.py nmfuse/csrc/uring.c nmfuse/csrc/uring.h
 	$(PY) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -e '.[test]'
 	touch $@
 
@@ -44,4 +45,4 @@ bench: install clients bench-bins
 	$(PY) bench/run.py
 
 clean:
-	rm -rf clients/bin bench/bin build .installed nmfuse/_helper.*
+	rm -rf clients/bin bench/bin build .installed nmfuse/_helper.* nmfuse/_uring.*

@@ -154,6 +154,7 @@ class Session:
         self._want_workers = max(1, workers)
         self._want_uring = uring
         self._transport = Transport.DEV_FUSE
+        self._uring_announced = False
         if size is None:
             size = os.fstat(backing_fd).st_size
         self._attr = attr_out(mode=stat.S_IFREG | self._mode, uid=uid, gid=gid, size=size,
@@ -259,9 +260,15 @@ class Session:
         try:
             self._loop(self._main)
         finally:
-            for worker, thread in extra:
+            for transport, thread in extra:
+                stop = getattr(transport, "stop", None)
+                if stop is not None:  # an io_uring queue, whose connection may outlive this loop
+                    stop()
                 thread.join()
-                worker.transport.close()
+                transport.close()
+            if self._main.transport is not self._channel:
+                self._main.transport.close()
+                self._main.transport = self._channel
             with self._lock:
                 self._serving = False
                 self._workers = [self._main]
@@ -269,39 +276,65 @@ class Session:
             if close:
                 self._channel.close()
 
-    def _start_workers(self) -> list[tuple[Worker, threading.Thread]]:
+    def _start_workers(self) -> list[tuple[object, threading.Thread]]:
         """The loops beside the main one, each in a thread of its own:
-        io_uring queues if asked and allowed, else clones of the channel."""
-        workers: list[Worker] = []
+        io_uring queues if asked and allowed, else clones of the channel.
+        Returns each one's transport and thread."""
+        started: list[tuple[object, threading.Thread]] = []
         if self._want_uring:
-            workers = self._uring_workers()
-        if not workers:
+            started = self._start_uring()
+        if not started:
             for i in range(1, self._want_workers):
                 try:
-                    workers.append(Worker(f"fuse{i}", self._channel.clone()))
+                    worker = Worker(f"fuse{i}", self._channel.clone())
                 except OSError as e:
                     log.warning("cloning the FUSE channel: %s; serving with %d workers", e.strerror, i)
                     break
-        self._workers = [self._main] + workers
-        started = []
-        for worker in workers:
-            thread = threading.Thread(target=self._serve_worker, args=(worker,),
-                                      name=f"nmfuse-{worker.name}", daemon=True)
-            thread.start()
-            started.append((worker, thread))
-        log.info("%d request workers over %s", len(self._workers), self._transport.value)
+                thread = threading.Thread(target=self._serve_worker, args=(worker,),
+                                          name=f"nmfuse-{worker.name}", daemon=True)
+                self._workers.append(worker)
+                thread.start()
+                started.append((worker.transport, thread))
+        log.info("%d request workers over %s", len(started) + 1, self._transport.value)
         return started
 
-    def _uring_workers(self) -> list[Worker]:
-        """One registered io_uring queue per CPU, or [] (logged) when the
-        kernel does not allow it: then /dev/fuse serves everything."""
+    def _start_uring(self) -> list[tuple[object, threading.Thread]]:
+        """One io_uring queue per CPU, each served from a thread pinned to
+        it, or [] (logged) when the kernel does not allow it: then /dev/fuse
+        serves everything."""
         from nmfuse.dev import uring  # its C part is needed only when asked for
-        queues = uring.open_queues(self._channel.fd, BUFFER_SIZE)
-        if isinstance(queues, str):
-            log.warning("FUSE over io_uring unavailable (%s): serving through /dev/fuse", queues)
+
+        def serve(queue) -> None:
+            worker = Worker(f"uring{queue.cpu}", queue, cpu=queue.cpu)
+            with self._lock:
+                self._workers.append(worker)
+            self._serve_worker(worker)
+
+        if not self._uring_announced:
+            return []  # logged by _init
+        self._transport = Transport.IO_URING  # set before the first queue serves
+        started = uring.start_queues(self._channel.fd, BUFFER_SIZE, serve)
+        if isinstance(started, str):
+            self._transport = Transport.DEV_FUSE
+            refused = uring.refuse(self._channel.fd)  # requests waiting for the rings go to /dev/fuse
+            log.warning("FUSE over io_uring unavailable (%s%s): serving through /dev/fuse", started,
+                        "" if refused is None else f"; {refused}")
             return []
-        self._transport = Transport.IO_URING
-        return [Worker(f"uring{q.cpu}", q, cpu=q.cpu) for q in queues]
+        self._main.transport = uring.StoppableReader(self._channel)
+        return started
+
+    def _uring_allowed(self, offered: InitFlag) -> bool:
+        """Whether to announce io_uring in INIT (else one log line says why)."""
+        from nmfuse.dev import uring
+        reason = uring.unavailable()
+        if reason is None and not offered & InitFlag.OVER_IO_URING:
+            reason = "the kernel does not offer it in INIT"
+        if reason is None:
+            reason = uring.probe()
+        if reason is not None:
+            log.warning("FUSE over io_uring unavailable (%s): serving through /dev/fuse", reason)
+            return False
+        return True
 
     def _serve_worker(self, worker: Worker) -> None:
         try:
@@ -327,6 +360,10 @@ class Session:
             self._channel.unmount(detach=True)
         except OSError as e:
             log.error("%s", e)
+        for worker in list(self._workers):
+            stop = getattr(worker.transport, "stop", None)
+            if stop is not None:  # an io_uring queue: its wait returns, whatever abort does
+                stop()
         if not self._channel.abort():
             log.info("fusectl unavailable: the connection ends when the request loop stops")
         with self._lock:
@@ -492,6 +529,12 @@ class Session:
             self._enter(_State.DESTROYED)
             return self._error(req.header.unique, errno.EPROTO, worker)
         wanted = offered & (InitFlag.INIT_EXT | InitFlag.PASSTHROUGH | InitFlag.MAX_PAGES)
+        if self._want_uring and self._uring_allowed(offered):
+            # Announced, the mode holds for the connection's life (the module
+            # parameter may change meanwhile), and requests wait for the rings
+            # instead of racing them; ``_start_uring`` undoes it on failure.
+            wanted |= InitFlag.OVER_IO_URING
+            self._uring_announced = True
         self._enter(_State.RUNNING)
         return reply_init(req.header.unique, minor=KERNEL_MINOR_VERSION,
                           max_readahead=a.max_readahead, flags=wanted, max_write=MAX_WRITE,

@@ -51,7 +51,7 @@ def _churners(mount, count, rounds, tag):
     return procs
 
 
-def _settled(mount, before_bufs, timeout=20):
+def _settled(mount, timeout=20):
     deadline = time.monotonic() + timeout
     while True:
         status = mount.status()
@@ -80,13 +80,13 @@ def _everything_at_once(mount):
     for p in victims:  # killed in the middle of their syncs and registrations
         p.send_signal(signal.SIGKILL)
     for p in survivors:
-        out, err = p.communicate(timeout=300)
+        _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
     for p in (send, recv, *victims):
         p.kill()
         p.wait()
     mount.run(*vale, "-r", "p13")
-    after = _settled(mount, before_bufs)
+    after = _settled(mount)
     assert after["ports"] == [] and after["open_files"] == 0, after
     assert after["pools"]["buf"]["used"] == before_bufs, "every buffer came back"
     assert {n: p["used"] for n, p in after["pools"].items()} == \
@@ -117,3 +117,26 @@ def test_cloned_workers_share_the_load_and_lose_nothing(workers_mount):
 
 def test_default_is_one_worker_per_cpu(mount):
     assert mount.status()["workers"] == len(os.sched_getaffinity(0))
+
+
+@pytest.fixture
+def uring_mount(tmp_path, uring_enabled):
+    m = Mount(str(tmp_path / "netmap"), "--buf-num", "32768", "--uring")
+    deadline = time.monotonic() + 20
+    while m.status()["workers"] < 2 and time.monotonic() < deadline:  # the queues register in the background
+        time.sleep(0.05)
+    yield m
+    code = m.stop()
+    assert not _mounted(m.path)
+    assert code == 0, m.output()
+
+
+def test_io_uring_queues_serve_everything_at_once_and_lose_nothing(uring_mount):
+    status = _everything_at_once(uring_mount)
+    cpus = len(os.sched_getaffinity(0))
+    assert status["transport"] == "io_uring" and status["workers"] == cpus + 1, status
+    assert all(status["requests"][f"uring{c}"] > 0 for c in os.sched_getaffinity(0)), status["requests"]
+    res = uring_mount.run(client("nm-ctltest"), check=False)
+    assert res.returncode == 0 and " 0 failed" in res.stdout, res.stdout + res.stderr
+    text = uring_mount.run(sys.executable, "-m", "nmfuse", "status", uring_mount.path).stdout
+    assert f"requests: io_uring, {cpus + 1} worker(s)" in text
