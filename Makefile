@@ -28,7 +28,7 @@ clients/bin/%: clients/%.c $(wildcard clients/*.h) $(ABI_H)
 	$(CC) $(CFLAGS) -Inmfuse/netmap -Iclients -o $@ $< -lpthread
 
 bench-bins: $(BENCH_BINS)
-bench/bin/%: bench/%.c $(wildcard clients/*.h) $(ABI_H)
+bench/bin/%: bench/%.c $(wildcard clients/*.h) $(ABI_H) nmfuse/csrc/uring.c nmfuse/csrc/uring.h
 	@mkdir -p bench/bin
 	$(CC) $(CFLAGS) -Inmfuse/netmap -Iclients -o $@ $< -lpthread
 
