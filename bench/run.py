@@ -18,8 +18,10 @@ served the same way.  Each section runs for each transport:
   figure against the same-CPU /dev/fuse floor.
 * pipe throughput, 64-byte frames, batches of 1, 32, 256 and a ring (1023)
   with the project's sender and receiver: pinned (daemon, sender and
-  receiver on CPU 0) and unpinned, beside the ceiling the floor of that
-  placement allows (batch / (2 x floor round trip): two syncs per batch).
+  receiver on CPU 0) and unpinned, beside the ceiling the floor allows
+  (batch / (2 x floor round trip): two syncs per batch), with the floor's
+  same-CPU round trip when pinned and its cross-CPU one when unpinned
+  (sender and receiver then run on different CPUs).
 * N clients on N pipes at once (N = 1, 2, 8, 64; bench/pipe-clients.c):
   aggregate frames/s and syncs/s, per-sync latency (median of the
   clients' medians, the worst client's 99th percentile and its ratio to
@@ -128,7 +130,7 @@ def pipe_section(tmp, transports, floors, packets):
     runs = ((1, 200_000), (32, 2_000_000), (256, packets), (1023, packets))
     for name in transports:
         for label, cpu in (("pinned", 0), ("unpinned", None)):
-            floor_rtt = floors.get((name, "same_cpu" if cpu is not None else "unpinned"))
+            floor_rtt = floors.get((name, "same_cpu" if cpu is not None else "cross_cpu"))
             nm = start_daemon(f"{tmp}/netmap", cpu, TRANSPORTS[name][0])
             try:
                 for batch, count in runs:
