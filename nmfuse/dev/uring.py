@@ -214,6 +214,7 @@ class StoppableReader:
         self._poll.register(channel.fd, select.POLLIN)
         self._poll.register(self._wake, select.POLLIN)
         self._stopped = False
+        self._lock = threading.Lock()  # stop() from any thread never writes to a closed fd
 
     def read_into(self, buf: bytearray) -> int:
         """As ``FuseChannel.read_into``, or 0 once ``stop`` was called."""
@@ -229,13 +230,18 @@ class StoppableReader:
         return self._channel.send(iov)
 
     def stop(self) -> None:
-        """Make ``read_into`` return 0 now; any thread."""
+        """Make ``read_into`` return 0 now; any thread, also after ``close``."""
         self._stopped = True
-        os.eventfd_write(self._wake, 1)
+        with self._lock:
+            if self._wake >= 0:
+                os.eventfd_write(self._wake, 1)
 
     def close(self) -> None:
-        """Close the eventfd; once no thread reads."""
-        os.close(self._wake)
+        """Close the eventfd (idempotent); once no thread reads."""
+        with self._lock:
+            wake, self._wake = self._wake, -1
+        if wake >= 0:
+            os.close(wake)
 
 
 def start_queues(fuse_fd: int, payload_size: int,
