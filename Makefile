@@ -18,7 +18,8 @@ all: install clients
 # Installs the package (and builds the C helper) once per change of the
 # build inputs; pip needs network access to PyPI the first time.
 install: .installed
-.installed: pyproject.toml setup.py nmfuse/helper_build.py nmfuse/abi/netmap_build.py $(wildcard nmfuse/csrc/*.[ch]) $(ABI_H)
+.installed: pyproject.toml setup.py nmfuse/helper_build.py nmfuse/abi/netmap_build.py nmfuse/uring_build.py \
+            $(wildcard nmfuse/csrc/*.[ch]) $(ABI_H)
 	$(PY) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -e '.[test]'
 	touch $@
 
@@ -28,7 +29,7 @@ clients/bin/%: clients/%.c $(wildcard clients/*.h) $(ABI_H)
 	$(CC) $(CFLAGS) -Inmfuse/abi -Iclients -o $@ $< -lpthread
 
 bench-bins: $(BENCH_BINS)
-bench/bin/%: bench/%.c $(wildcard clients/*.h) $(ABI_H) $(FUSE_H)
+bench/bin/%: bench/%.c $(wildcard clients/*.h) $(ABI_H) $(FUSE_H) nmfuse/csrc/uring.c nmfuse/csrc/uring.h
 	@mkdir -p bench/bin
 	$(CC) $(CFLAGS) -Inmfuse/abi -Iclients -o $@ $< -lpthread
 
@@ -45,4 +46,4 @@ bench: install clients bench-bins
 	$(PY) bench/run.py
 
 clean:
-	rm -rf clients/bin bench/bin build .installed nmfuse/_helper.* nmfuse/abi/_netmap.*
+	rm -rf clients/bin bench/bin build .installed nmfuse/_helper.* nmfuse/_uring.* nmfuse/abi/_netmap.*

@@ -2,17 +2,31 @@
 """nmfuse benchmarks, run by hand (`make bench`); never part of the tests.
 
 Machines are shared and noisy, so every figure is printed beside a floor
-measured in the same run:
+measured in the same run, by the minimal C FUSE server (bench/fuse-floor.c)
+served the same way.  Each section runs for each transport:
 
-* empty NIOCTXSYNC round trip: nmfuse (a null port) against a minimal C
-  FUSE server answering the same ioctl (bench/fuse-floor.c), with client
-  and server on the same CPU and on different CPUs;
-* pipe throughput, 64-byte frames, batches of 1, 32, 256 and a ring, with
-  the project's sender and receiver, beside the ceiling the FUSE floor
-  allows for that batch (batch / floor round trip, two syncs per batch
-  shared by two processes); and ring-sized batches again with the daemon,
-  the sender and the receiver on one CPU (no cross-CPU wake-ups), beside
-  the 10 Mpps target.
+    dev_fuse   one reader of /dev/fuse       (mount --workers 1; fuse-floor)
+    cloned     one reader per CPU, clones    (mount, the default; fuse-floor -w N)
+    uring      FUSE over io_uring, a pinned  (mount --uring; fuse-floor -u)
+               queue per CPU
+
+* empty NIOCTXSYNC round trip (a null port against the floor's empty
+  ioctl), the client on the server's CPU (same_cpu), on the other one
+  (cross_cpu), and where the scheduler puts it (unpinned); /dev/fuse
+  servers are pinned to CPU 0 for the first two, an io_uring server pins
+  its own queues.  ``uring_unpinned_vs_dev_fuse_floor`` is the io_uring
+  figure against the same-CPU /dev/fuse floor.
+* pipe throughput, 64-byte frames, batches of 1, 32, 256 and a ring (1023)
+  with the project's sender and receiver: pinned (daemon, sender and
+  receiver on CPU 0) and unpinned, beside the ceiling the floor allows
+  (batch / (2 x floor round trip): two syncs per batch), with the floor's
+  same-CPU round trip when pinned and its cross-CPU one when unpinned
+  (sender and receiver then run on different CPUs).
+* N clients on N pipes at once (N = 1, 2, 8, 64; bench/pipe-clients.c):
+  aggregate frames/s and syncs/s, per-sync latency (median of the
+  clients' medians, the worst client's 99th percentile and its ratio to
+  that median), against the same clients doing the same empty syncs on the
+  floor server, and the aggregate against one client's.
 
 Prints a table and, with --json, one JSON object.
 """
@@ -25,21 +39,39 @@ import sys
 import tempfile
 import time
 
-from common import BIN, CLIENTS, pinned, start_nmfuse, stop, wait_mounted
+from common import BIN, CLIENTS, last_json, pinned, start_nmfuse, stop, wait_mounted
+
+TRANSPORTS = {  # name: (nmfuse mount options, fuse-floor options)
+    "dev_fuse": (["--workers", "1"], []),
+    "cloned": (["--workers", str(os.cpu_count())], ["-w", str(os.cpu_count())]),
+    "uring": (["--uring"], ["-u"]),
+}
+POOLS = ["--ring-num", "600", "--if-num", "300"]  # 64 pipes: 256 rings
 
 
-def start_floor(path, cpu):
-    proc = subprocess.Popen([str(BIN / "fuse-floor"), path], stdout=subprocess.PIPE,
+def start_floor(path, cpu, options):
+    proc = subprocess.Popen([str(BIN / "fuse-floor"), *options, path], stdout=subprocess.PIPE,
                             preexec_fn=pinned(cpu), text=True)
-    proc.stdout.readline()  # "ready"
+    if proc.stdout.readline().strip() != "ready":
+        raise RuntimeError(f"fuse-floor {options} did not start")
     wait_mounted(path, proc)
+    return proc
+
+
+def start_daemon(path, cpu, options):
+    proc = start_nmfuse(path, cpu, *POOLS, *options)
+    if "--uring" in options:
+        status = json.loads(subprocess.run([sys.executable, "-m", "nmfuse", "status", "--json", path],
+                                           capture_output=True, text=True, check=True).stdout)
+        if status["transport"] != "io_uring":
+            stop(proc)
+            raise RuntimeError("nmfuse --uring fell back to /dev/fuse: is enable_uring Y?")
     return proc
 
 
 def sync_rtt(device, cpu, port=None, n=100000):
     cmd = [str(BIN / "sync-rtt"), "-n", str(n), "-c", str(cpu), device] + ([port] if port else [])
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return last_json(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
 
 
 def pipe_pps(device, batch, count, name, cpu=None):
@@ -53,53 +85,118 @@ def pipe_pps(device, batch, count, name, cpu=None):
     out, _ = recv.communicate(timeout=600)
     if send.returncode or recv.returncode:
         raise RuntimeError(f"pipe run failed: {send.stderr}")
-    return json.loads(out.strip().splitlines()[-1])
+    return last_json(out)
+
+
+def clients(device, n, seconds, floor=False):
+    cmd = [str(BIN / "pipe-clients"), "-N", str(n), "-t", str(seconds)] + (["-f"] if floor else []) + [device]
+    return last_json(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+
+
+PLACEMENTS = {"same_cpu": (0, 0), "cross_cpu": (0, 1), "unpinned": (None, -1)}  # (server, client)
+
+
+def rtt_section(tmp, transports):
+    results = {}
+    floors = {}
+    for name in transports:
+        nm_opts, floor_opts = TRANSPORTS[name]
+        for label, (server_cpu, client_cpu) in PLACEMENTS.items():
+            if name == "uring":
+                server_cpu = None  # its queues pin themselves, one per CPU
+            floor = start_floor(f"{tmp}/floor", server_cpu, floor_opts)
+            try:
+                f = sync_rtt(f"{tmp}/floor", client_cpu)
+            finally:
+                stop(floor)
+            nm = start_daemon(f"{tmp}/netmap", server_cpu, nm_opts)
+            try:
+                m = sync_rtt(f"{tmp}/netmap", client_cpu, "null:rtt")
+            finally:
+                stop(nm)
+            floors[(name, label)] = f["median_us"]
+            results[f"rtt_{name}_{label}"] = {"nmfuse_us": m["median_us"], "floor_us": f["median_us"],
+                                              "ratio": round(m["median_us"] / f["median_us"], 2)}
+    if "uring" in transports and "dev_fuse" in transports:
+        m = results["rtt_uring_unpinned"]["nmfuse_us"]
+        f = floors[("dev_fuse", "same_cpu")]
+        results["uring_unpinned_vs_dev_fuse_floor"] = {"nmfuse_us": m, "dev_fuse_same_cpu_floor_us": f,
+                                                       "ratio": round(m / f, 2)}
+    return results, floors
+
+
+def pipe_section(tmp, transports, floors, packets):
+    results = {}
+    runs = ((1, 200_000), (32, 2_000_000), (256, packets), (1023, packets))
+    for name in transports:
+        for label, cpu in (("pinned", 0), ("unpinned", None)):
+            floor_rtt = floors.get((name, "same_cpu" if cpu is not None else "cross_cpu"))
+            nm = start_daemon(f"{tmp}/netmap", cpu, TRANSPORTS[name][0])
+            try:
+                for batch, count in runs:
+                    r = pipe_pps(f"{tmp}/netmap", batch, count, f"b{batch}{label[0]}", cpu)
+                    row = {"pps": r.get("pps")}
+                    if floor_rtt:
+                        ceiling = batch / (2 * floor_rtt) * 1e6
+                        row.update(ceiling_pps=round(ceiling), ratio=round(r.get("pps", 0) / ceiling, 2))
+                    results[f"pipe_{name}_{label}_batch_{batch}"] = row
+            finally:
+                stop(nm)
+    return results
+
+
+def clients_section(tmp, transports, seconds):
+    results = {}
+    for name in transports:
+        nm_opts, floor_opts = TRANSPORTS[name]
+        floor = start_floor(f"{tmp}/floor", None, floor_opts)
+        try:
+            floor_runs = {n: clients(f"{tmp}/floor", n, seconds, floor=True) for n in (1, 2, 8, 64)}
+        finally:
+            stop(floor)
+        nm = start_daemon(f"{tmp}/netmap", None, nm_opts)
+        try:
+            runs = {n: clients(f"{tmp}/netmap", n, seconds) for n in (1, 2, 8, 64)}
+        finally:
+            stop(nm)
+        for n, r in runs.items():
+            f = floor_runs[n]
+            results[f"clients_{name}_{n}"] = {
+                "mpps": round(r["pps"] / 1e6, 3), "syncs_per_s": r["syncs_per_s"],
+                "floor_syncs_per_s": f["syncs_per_s"], "ratio": round(r["syncs_per_s"] / f["syncs_per_s"], 2),
+                "vs_one_client": round(r["pps"] / runs[1]["pps"], 2), "median_us": r["median_us"],
+                "worst_p99_us": r["worst_p99_us"], "worst_p99_over_median": r["worst_p99_over_median"],
+                "floor_median_us": f["median_us"]}
+    return results
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--packets", type=int, default=10_000_000, help="frames per ring-sized pipe run")
+    ap.add_argument("--packets", type=int, default=10_000_000, help="frames per pipe run of batch 256 and 1023")
+    ap.add_argument("--seconds", type=float, default=3, help="duration of each N-clients run")
+    ap.add_argument("--transport", action="append", choices=sorted(TRANSPORTS),
+                    help="run only these (repeatable; default all)")
+    ap.add_argument("--section", action="append", choices=["rtt", "pipe", "clients"],
+                    help="run only these (repeatable; default all; pipe ceilings need rtt)")
     args = ap.parse_args()
+    transports = args.transport or list(TRANSPORTS)
+    sections = args.section or ["rtt", "pipe", "clients"]
     results = {"cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
-        floor_path, nm_path = f"{tmp}/floor", f"{tmp}/netmap"
-        for label, server_cpu, client_cpu in (("same_cpu", 0, 0), ("cross_cpu", 0, 1)):
-            floor = start_floor(floor_path, server_cpu)
-            try:
-                f = sync_rtt(floor_path, client_cpu)
-            finally:
-                stop(floor)
-            nm = start_nmfuse(nm_path, server_cpu)
-            try:
-                m = sync_rtt(nm_path, client_cpu, "null:rtt")
-            finally:
-                stop(nm)
-            results[f"txsync_rtt_{label}"] = {"nmfuse_us": m["median_us"], "floor_us": f["median_us"],
-                                              "ratio": round(m["median_us"] / f["median_us"], 2)}
-        nm = start_nmfuse(nm_path, None)
-        try:
-            floor_rtt = results["txsync_rtt_cross_cpu"]["floor_us"]
-            for batch, count in ((1, 200_000), (32, 2_000_000), (256, args.packets), (1023, args.packets)):
-                r = pipe_pps(nm_path, batch, count, f"bench{batch}")
-                ceiling = batch / (2 * floor_rtt) * 1e6
-                results[f"pipe_batch_{batch}"] = {"pps": r.get("pps"), "floor_ceiling_pps": round(ceiling),
-                                                  "ratio": round(r.get("pps", 0) / ceiling, 2)}
-        finally:
-            stop(nm)
-        # the same, with daemon, sender and receiver on one CPU: no cross-CPU wake-ups
-        nm = start_nmfuse(nm_path, 0)
-        try:
-            r = pipe_pps(nm_path, 1023, args.packets, "bench1cpu", cpu=0)
-            results["pipe_batch_1023_one_cpu"] = {"pps": r.get("pps"), "target_pps": 10_000_000,
-                                                  "ratio": round(r.get("pps", 0) / 10_000_000, 2)}
-        finally:
-            stop(nm)
+        floors = {}
+        if "rtt" in sections:
+            rtt, floors = rtt_section(tmp, transports)
+            results.update(rtt)
+        if "pipe" in sections:
+            results.update(pipe_section(tmp, transports, floors, args.packets))
+        if "clients" in sections:
+            results.update(clients_section(tmp, transports, args.seconds))
     if args.json:
         print(json.dumps(results))
     for key, row in results.items():
         if isinstance(row, dict):
-            print(f"{key:24} " + "  ".join(f"{k}={v}" for k, v in row.items()))
+            print(f"{key:36} " + "  ".join(f"{k}={v}" for k, v in row.items()))
     return 0
 
 

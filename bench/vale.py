@@ -70,6 +70,7 @@ def main() -> int:
     ap.add_argument("--packets", type=int, default=5_000_000, help="frames per run")
     ap.add_argument("--batch", type=int, action="append", help="frames per sync (repeatable; default 256, 1023)")
     ap.add_argument("--daemon-cpu", type=int, help="pin the daemon (private mount only)")
+    ap.add_argument("--uring", action="store_true", help="serve through FUSE over io_uring (private mount only)")
     ap.add_argument("--sender-cpu", type=int)
     ap.add_argument("--receiver-cpu", type=int)
     ap.add_argument("--json", action="store_true")
@@ -86,7 +87,7 @@ def main() -> int:
     else:
         with tempfile.TemporaryDirectory() as tmp:
             path = f"{tmp}/netmap"
-            proc = start_nmfuse(path, args.daemon_cpu)
+            proc = start_nmfuse(path, args.daemon_cpu, *(["--uring"] if args.uring else []))
             try:
                 results.update(measure(path, batches, args.packets, cpus))
             finally:

@@ -66,6 +66,11 @@ def _mount_options(p: argparse.ArgumentParser) -> None:
                    help="create TAP interface NAME (QUEUES queues, default 1) as port netmap:NAME "
                         "for the daemon's life; repeatable")
     p.add_argument("--mode", type=lambda s: int(s, 8), default=0o600, help="file mode, octal (0600)")
+    p.add_argument("--uring", action="store_true",
+                   help="serve requests through FUSE over io_uring, one queue per CPU (falls back to "
+                        "/dev/fuse, with a log line, where the kernel does not allow it)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="threads reading /dev/fuse (default: one per CPU)")
     p.add_argument("--owner", type=_owner, default=(0, 0), metavar="UID[:GID]", help="file owner (0:0)")
     d = PoolConfig()
     for name in ("if_num", "if_size", "ring_num", "ring_size", "buf_num", "buf_size"):
@@ -100,7 +105,7 @@ def _options(args):
         print(f"nmfuse: bad pool geometry: {e}", file=sys.stderr)
         return 2
     return MountOptions(path=args.path, mode=args.mode, uid=args.owner[0], gid=args.owner[1], pools=pools,
-                        taps=tuple(args.tap))
+                        taps=tuple(args.tap), uring=args.uring, workers=args.workers)
 
 
 def cmd_mount(args) -> int:
@@ -203,6 +208,8 @@ def _print_report(report: dict) -> None:
     where = " (private, nmfuse run)" if report.get("private") else ""
     print(f"{report['path']}{where}: served by pid {report['pid']}, {report['open_files']} open file(s), "
           f"{report['memsize'] >> 20} MiB shared memory")
+    if "transport" in report:
+        print(f"requests: {report['transport']}, {report['workers']} worker(s)")
     pools = report["pools"]
     print("pools: " + ", ".join(f"{n} {p['used']}/{p['total']} used" for n, p in pools.items()))
     for ext in report.get("external_memory", ()):

@@ -1,7 +1,9 @@
 """The daemon: one memory region, the netmap core, and the FUSE device.
 
 Threads:
-* the *request thread* runs the device layer's blocking serve loop; every
+* the *request threads* run the device layer's blocking serve loops (one
+  per CPU: clones of the /dev/fuse channel, or with ``uring`` one pinned
+  io_uring queue per CPU beside the /dev/fuse reader); every
   open/ioctl/poll/release is answered there, synchronously, under the core
   lock (netmap's syscalls never block, so neither does a request);
 * the *main thread* runs trio: signals, the status socket, and the wait
@@ -49,6 +51,8 @@ class MountOptions:
     gid: int = 0
     pools: PoolConfig = PoolConfig()
     taps: tuple[tuple[str, int], ...] = ()   # (name, queues) of --tap
+    uring: bool = False                      # FUSE over io_uring where the kernel allows it
+    workers: int | None = None               # /dev/fuse readers; None: one per CPU
 
 
 def runtime_key(path: str) -> str:
@@ -76,7 +80,9 @@ class Daemon:
         self.device = NetmapDevice(self.core, UserMemory)
         self.channel = FuseChannel()
         self.session = Session(self.channel, self.device, mode=options.mode, uid=options.uid,
-                               gid=options.gid, backing_fd=self.mem.region.fd)
+                               gid=options.gid, backing_fd=self.mem.region.fd,
+                               workers=options.workers or len(os.sched_getaffinity(0)),
+                               uring=options.uring)
         self.core.wake = self.session.notify_poll
         self._thread: threading.Thread | None = None
 
@@ -179,8 +185,10 @@ class Daemon:
         """What ``nmfuse status`` shows: the device's snapshot, with the mount
         path, the daemon's pid and whether the mount is private."""
         report = self.device.status()
+        stats = self.session.statistics()
         report.update({"path": os.path.abspath(self.options.path), "pid": os.getpid(),
-                       "private": self.private})
+                       "private": self.private, "transport": stats.transport, "workers": stats.workers,
+                       "requests": dict(stats.per_worker)})
         return report
 
     def stop(self) -> None:

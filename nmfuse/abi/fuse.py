@@ -77,6 +77,7 @@ class InitFlag(enum.IntFlag):
     MAX_PAGES = 1 << 22              # 7.28: init_out.max_pages is valid
     INIT_EXT = 1 << 30               # 7.36: flags2 is valid
     PASSTHROUGH = 1 << 37            # 7.40: needs max_stack_depth >= 1
+    OVER_IO_URING = 1 << 41          # 7.42: requests wait for (then take) the io_uring queues
 
     @classmethod
     def from_words(cls, flags: int, flags2: int) -> "InitFlag":

@@ -250,4 +250,30 @@ struct fuse_backing_map {
     uint64_t padding;
 };
 
+/* ---- FUSE over io_uring (7.42) ---- */
+
+/* 7.42: part of fuse_uring_req_header, written by both sides. */
+struct fuse_uring_ent_in_out {
+    uint64_t flags;
+    uint64_t commit_id;     /* the request's unique: echoed in the commit */
+    uint32_t payload_sz;    /* bytes used in the payload buffer */
+    uint32_t padding;
+    uint64_t reserved;
+};
+
+/* 7.42: the header buffer of an entry (iov[0] of the registration). */
+struct fuse_uring_req_header {
+    uint8_t in_out[128];    /* fuse_in_header in, fuse_out_header out */
+    uint8_t op_in[128];     /* the opcode's fuse_*_in struct */
+    struct fuse_uring_ent_in_out ring_ent_in_out;
+};
+
+/* 7.42: the 80-byte command area of a 128-byte SQE. */
+struct fuse_uring_cmd_req {
+    uint64_t flags;
+    uint64_t commit_id;
+    uint16_t qid;
+    uint8_t padding[6];
+};
+
 #endif /* NMFUSE_FUSE_ABI_H */

@@ -6,7 +6,9 @@ mount point is a file: an existing regular file or character node (such as
 /dev/netmap) is mounted over, and a missing one is created as an empty
 placeholder that ``unmount`` removes again.
 
-Threads: ``read_into`` and ``send`` belong to the one request thread.
+Threads: ``read_into`` and ``send`` belong to one request thread; more
+threads read the same connection through ``clone`` (FUSE_DEV_IOC_CLONE), a
+channel of its own per thread.
 ``notify_poll`` may be called from any thread (each write to /dev/fuse is
 one whole message, so writers need no lock between them; the lock only
 keeps the fd from being closed under a writer).  ``unmount`` and ``abort``
@@ -88,6 +90,7 @@ class FuseChannel:
         self.connection: int | None = None  # the kernel's id of the connection (fusectl name)
         self._placeholder = False         # we created the mount point file
         self._fusectl = fusectl          # where fusectl is (or gets) mounted
+        self._clones: list[FuseChannel] = []
 
     @property
     def fd(self) -> int:
@@ -189,6 +192,26 @@ class FuseChannel:
             except OSError as e:
                 log.warning("could not remove the placeholder %s: %s", path, e.strerror)
         log.info("unmounted %s", path)
+
+    def clone(self) -> "FuseChannel":
+        """Another fd on this connection (FUSE_DEV_IOC_CLONE), for one more
+        reader thread: the kernel gives each request to one reader, and the
+        reply must go back through the fd that read it.  The clone has no
+        mount of its own; ``abort`` and ``close`` of this channel reach it.
+
+        Raises:
+            OSError: the kernel refused (EINVAL: this channel is not mounted).
+        """
+        clone = FuseChannel(FUSE_DEVICE, self._fusectl)
+        try:
+            fcntl.ioctl(clone._fd, DevIoctl.CLONE, ffi.buffer(ffi.new("uint32_t *", self._fd)))
+        except OSError:
+            clone.close()
+            raise
+        clone.connection = self.connection
+        with self._lock:
+            self._clones.append(clone)
+        return clone
 
     # ---- requests and replies (the request thread) -----------------------
 
@@ -303,6 +326,11 @@ class FuseChannel:
                 libc.umount2(os.fsencode(ctl), UmountFlag.DETACH)
 
     def _retire_fd(self) -> None:
+        # The connection ends when its last fd goes: the clones' too.
+        with self._lock:
+            clones = list(self._clones)
+        for clone in clones:
+            clone._retire_fd()
         with self._lock:
             if self._fd < 0:
                 return
@@ -314,9 +342,13 @@ class FuseChannel:
         log.info("FUSE connection %s: /dev/fuse fd retired", self.connection)
 
     def close(self) -> None:
-        """Close the fd (idempotent).  Call once no thread reads or sends."""
+        """Close the fd and those of the clones (idempotent).  Call once no
+        thread reads or sends."""
         with self._lock:
             fd, self._fd = self._fd, -1
+            clones, self._clones = self._clones, []
+        for clone in clones:
+            clone.close()
         if fd >= 0:
             os.close(fd)
 

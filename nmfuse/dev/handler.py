@@ -1,8 +1,9 @@
 """The interface a device implements to be served by a ``Session``.
 
-The session calls these methods from its request thread, one request at a
-time, in the order the kernel delivered them.  None may block for long:
-every client of the device waits behind the one being answered.
+The session calls these methods from its request threads: with several
+workers, several requests at once (each from one thread), so a handler
+locks what its requests share.  None may block for long: a worker stays
+busy until its answer is made.
 """
 
 from dataclasses import dataclass

@@ -1,4 +1,4 @@
-"""A FUSE session: INIT, then one blocking request loop calling a device handler.
+"""A FUSE session: INIT, then blocking request loops calling a device handler.
 
 Threading and shutdown model
 ----------------------------
@@ -22,6 +22,15 @@ Threading and shutdown model
   request costs one read into the preallocated buffer, a dict lookup, the
   handler, and one writev.  No event loop sits between the kernel and the
   handler (an event-loop wake-up per request doubles the round trip).
+* Several workers: with ``workers`` > 1, ``serve`` clones the channel
+  (FUSE_DEV_IOC_CLONE) and runs one more loop per clone in threads of its
+  own; the kernel hands each request to one reader.  With ``uring``, one
+  loop per CPU serves a FUSE-over-io_uring queue from a thread pinned to
+  that CPU (nmfuse.dev.uring), and the loop on the channel's own fd stays
+  for what never comes through a ring (FORGET, INTERRUPT, and anything
+  before the rings are ready).  Every loop is a ``Worker``: its transport,
+  its own request buffer, reply structs and counters; the handler is
+  called from all of them at once and must lock what it shares.
 * ``notify_poll`` may be called from any thread, including the request
   thread while a handler runs (a pipe write waking its peer's poller).
 * ``shutdown`` may be called from any thread, any number of times: it
@@ -57,7 +66,7 @@ from nmfuse.dev import request as rq
 from nmfuse.dev.channel import FuseChannel
 from nmfuse.dev.errors import DeviceError, NoPassthrough
 from nmfuse.dev.handler import Caller, DeviceHandler
-from nmfuse.dev.reply import ReusedReplies, attr_out, reply_attr, reply_init, reply_open
+from nmfuse.dev.reply import IOVec, ReusedReplies, attr_out, reply_attr, reply_init, reply_open
 
 log = logging.getLogger("nmfuse.dev")
 
@@ -77,6 +86,30 @@ _INIT, _DESTROY = int(Opcode.INIT), int(Opcode.DESTROY)
 _SCHEDULE_NOTIFY = int(PollFlag.SCHEDULE_NOTIFY)
 
 
+class Transport(enum.Enum):
+    """How requests reach the workers."""
+
+    DEV_FUSE = "/dev/fuse"
+    IO_URING = "io_uring"
+
+
+class Worker:
+    """One request loop's own state: where it reads and writes (a channel,
+    a clone of it, or an io_uring queue: anything with ``read_into`` and
+    ``send``), the buffer requests land in, the reused reply structs, and
+    its request counts.  Only its own thread touches it."""
+
+    __slots__ = ("name", "transport", "buffer", "replies", "counts", "cpu")
+
+    def __init__(self, name: str, transport, cpu: int | None = None):
+        self.name = name
+        self.transport = transport
+        self.buffer = rq.RequestBuffer(BUFFER_SIZE)
+        self.replies = ReusedReplies()
+        self.counts = [0] * 64  # by opcode, for the ones we parse
+        self.cpu = cpu
+
+
 class _State(enum.Enum):
     NEW = "waiting for INIT"
     RUNNING = "serving"
@@ -88,6 +121,9 @@ class SessionStatistics:
     """Counters since the session was made (approximate while requests run)."""
 
     requests: Mapping[str, int] = field(default_factory=dict)  # by opcode name
+    transport: str = "/dev/fuse"  # what serves requests now (a Transport value)
+    workers: int = 1             # request loops serving (io_uring: one per CPU, plus /dev/fuse)
+    per_worker: Mapping[str, int] = field(default_factory=dict)  # requests read by each loop
     errors: int = 0              # answers that carried an errno (header or ioctl result)
     parse_errors: int = 0        # requests that could not be parsed (short, unknown opcode)
     handler_exceptions: int = 0  # handler calls that raised something else than OSError
@@ -103,25 +139,34 @@ class Session:
     share one backing file, so every OPEN gets the same one.  ``size`` is
     the st_size stat() shows; by default the backing file's size, because
     mmap wrappers that check the size (Python's mmap) refuse to map past it.
+    ``workers`` is how many threads read /dev/fuse at once (one per CPU is
+    the usual choice); ``uring`` asks for FUSE over io_uring, one queue per
+    CPU, falling back to ``workers`` readers of /dev/fuse when the kernel
+    does not allow it.
 
     Raises:
         OSError: ``backing_fd`` cannot be stat'ed (only when ``size`` is None).
     """
 
     def __init__(self, channel: FuseChannel, handler: DeviceHandler, *, mode: int = 0o600,
-                 uid: int = 0, gid: int = 0, backing_fd: int, size: int | None = None):
+                 uid: int = 0, gid: int = 0, backing_fd: int, size: int | None = None,
+                 workers: int = 1, uring: bool = False):
         self._channel = channel
         self._handler = handler
         self._mode, self._uid, self._gid = mode & 0o7777, uid, gid
         self._backing_fd = backing_fd
         self._backing_id: int | None = None
-        self._buffer = rq.RequestBuffer(BUFFER_SIZE)
+        self._main = Worker("fuse0", channel)  # the channel's own fd: INIT, then a loop
+        self._workers = [self._main]
+        self._want_workers = max(1, workers)
+        self._want_uring = uring
+        self._transport = Transport.DEV_FUSE
+        self._uring_announced = False
         if size is None:
             size = os.fstat(backing_fd).st_size
         self._attr = attr_out(mode=stat.S_IFREG | self._mode, uid=uid, gid=gid, size=size,
                               time_ns=time.time_ns(), valid_ns=ATTR_VALID_NS)
         self._callers: dict[tuple[int, int, int], Caller] = {}
-        self._replies = ReusedReplies()  # request thread only
         self._handler_ioctl, self._handler_poll = handler.ioctl, handler.poll
         self._state = _State.NEW
         self._init_failure: DeviceError | None = None
@@ -135,7 +180,6 @@ class Session:
         self._serving = False
         self._shut_down = False
         # statistics
-        self._counts = [0] * 64  # by opcode, for the ones we parse
         self._errors = self._parse_errors = self._exceptions = self._notifications = 0
 
     # ---- dispatch tables: the session rules live here --------------------
@@ -174,6 +218,11 @@ class Session:
         """The passthrough backing id of the memory file, once ``start`` has
         registered it; None before."""
         return self._backing_id
+
+    @property
+    def transport(self) -> Transport:
+        """What serves requests: io_uring once its queues are registered."""
+        return self._transport
 
     def start(self, path: str | None = None) -> None:
         """Mount on ``path`` (or use the channel's existing mount when None),
@@ -216,14 +265,91 @@ class Session:
             if self._serving:
                 raise RuntimeError("serve() is already running")
             self._serving = True
+        extra = self._start_workers()
         try:
-            self._loop()
+            self._loop(self._main)
         finally:
+            for transport, thread in extra:
+                stop = getattr(transport, "stop", None)
+                if stop is not None:  # an io_uring queue, whose connection may outlive this loop
+                    stop()
+                thread.join()
+                transport.close()
+            if self._main.transport is not self._channel:
+                self._main.transport.close()
+                self._main.transport = self._channel
             with self._lock:
                 self._serving = False
+                self._workers = [self._main]
                 close = self._shut_down
             if close:
                 self._channel.close()
+
+    def _start_workers(self) -> list[tuple[object, threading.Thread]]:
+        """The loops beside the main one, each in a thread of its own:
+        io_uring queues if asked and allowed, else clones of the channel.
+        Returns each one's transport and thread."""
+        started: list[tuple[object, threading.Thread]] = []
+        if self._want_uring:
+            started = self._start_uring()
+        if not started:
+            for i in range(1, self._want_workers):
+                try:
+                    worker = Worker(f"fuse{i}", self._channel.clone())
+                except OSError as e:
+                    log.warning("cloning the FUSE channel: %s; serving with %d workers", e.strerror, i)
+                    break
+                thread = threading.Thread(target=self._serve_worker, args=(worker,),
+                                          name=f"nmfuse-{worker.name}", daemon=True)
+                self._workers.append(worker)
+                thread.start()
+                started.append((worker.transport, thread))
+        log.info("%d request workers over %s", len(started) + 1, self._transport.value)
+        return started
+
+    def _start_uring(self) -> list[tuple[object, threading.Thread]]:
+        """One io_uring queue per CPU, each served from a thread pinned to
+        it, or [] (logged) when the kernel does not allow it: then /dev/fuse
+        serves everything."""
+        from nmfuse.dev import uring  # its C part is needed only when asked for
+
+        def serve(queue) -> None:
+            worker = Worker(f"uring{queue.cpu}", queue, cpu=queue.cpu)
+            with self._lock:
+                self._workers.append(worker)
+            self._serve_worker(worker)
+
+        if not self._uring_announced:
+            return []  # logged by _init
+        self._transport = Transport.IO_URING  # set before the first queue serves
+        started = uring.start_queues(self._channel.fd, BUFFER_SIZE, serve)
+        if isinstance(started, str):
+            self._transport = Transport.DEV_FUSE
+            refused = uring.refuse(self._channel.fd)  # requests waiting for the rings go to /dev/fuse
+            log.warning("FUSE over io_uring unavailable (%s%s): serving through /dev/fuse", started,
+                        "" if refused is None else f"; {refused}")
+            return []
+        self._main.transport = uring.StoppableReader(self._channel)
+        return started
+
+    def _uring_allowed(self, offered: InitFlag) -> bool:
+        """Whether to announce io_uring in INIT (else one log line says why)."""
+        from nmfuse.dev import uring
+        reason = uring.unavailable()
+        if reason is None and not offered & InitFlag.OVER_IO_URING:
+            reason = "the kernel does not offer it in INIT"
+        if reason is None:
+            reason = uring.probe()
+        if reason is not None:
+            log.warning("FUSE over io_uring unavailable (%s): serving through /dev/fuse", reason)
+            return False
+        return True
+
+    def _serve_worker(self, worker: Worker) -> None:
+        try:
+            self._loop(worker)
+        except Exception:
+            log.exception("request worker %s failed", worker.name)
 
     def notify_poll(self, kh: int) -> None:
         """Wake pollers waiting on ``kh`` (the kernel polls them again).
@@ -243,6 +369,10 @@ class Session:
             self._channel.unmount(detach=True)
         except OSError as e:
             log.error("%s", e)
+        for worker in list(self._workers):
+            stop = getattr(worker.transport, "stop", None)
+            if stop is not None:  # an io_uring queue: its wait returns, whatever abort does
+                stop()
         if not self._channel.abort():
             log.info("fusectl unavailable: the connection ends when the request loop stops")
         with self._lock:
@@ -252,12 +382,18 @@ class Session:
 
     def statistics(self) -> SessionStatistics:
         """The counters so far, as a frozen ``SessionStatistics`` (``requests``
-        lists only the opcodes seen)."""
-        requests = {}
-        for op, count in enumerate(self._counts):
-            if count:
-                requests[Opcode(op).name] = count
-        return SessionStatistics(requests=MappingProxyType(requests), errors=self._errors,
+        lists only the opcodes seen, summed over the workers)."""
+        requests: dict[str, int] = {}
+        workers = list(self._workers)
+        for worker in workers:
+            for op, count in enumerate(list(worker.counts)):
+                if count:
+                    name = Opcode(op).name
+                    requests[name] = requests.get(name, 0) + count
+        return SessionStatistics(requests=MappingProxyType(requests), transport=self._transport.value,
+                                 workers=len(workers),
+                                 per_worker=MappingProxyType({w.name: sum(w.counts) for w in workers}),
+                                 errors=self._errors,
                                  parse_errors=self._parse_errors, handler_exceptions=self._exceptions,
                                  notifications=self._notifications)
 
@@ -272,34 +408,44 @@ class Session:
 
     def _serve_one(self) -> bool:
         """Read and answer one request (INIT time).  False once the connection ended."""
-        n = self._channel.read_into(self._buffer.data)
+        main = self._main
+        n = self._channel.read_into(main.buffer.data)
         if n == 0:
             return False
         try:
-            req = rq.parse(self._buffer, n)
+            req = rq.parse(main.buffer, n)
         except rq.ParseError as e:
-            self._reject(e)
+            self._reject(e, main)
             return True
-        self._counts[req.op] += 1
-        iov = self._table[req.op](req)
+        main.counts[req.op] += 1
+        iov = self._table[req.op](req, main)
         if iov is not None:
             self._channel.send(iov)
         return True
 
-    def _loop(self) -> None:
-        """The request loop: the hot path of every client syscall.
+    def _loop(self, worker: Worker) -> None:
+        """One worker's request loop: the hot path of every client syscall.
 
-        The raw readv/writev are called directly; on any error the channel's
-        own read_into/send repeat the call and decide (retry, end, raise).
-        Everything is bound to locals once.  The dispatch table is the
-        RUNNING one for the whole loop: DESTROY ends it.
+        On a file descriptor (the channel or a clone) the raw readv/writev
+        are called directly; on any error the transport's own read_into/send
+        repeat the call and decide (retry, end, raise).  An io_uring queue
+        has only read_into/send.  Everything is bound to locals once.  The
+        table is looked up per request: DESTROY, answered by one worker,
+        changes it for all.
         """
-        channel = self._channel
-        fd, readv, writev, read_into, send = channel.fd, os.readv, os.writev, channel.read_into, channel.send
-        buffer, parse, parse_error = self._buffer, rq.parse, rq.ParseError
+        transport = worker.transport
+        fd = getattr(transport, "fd", None)
+        readv, writev, read_into, send = os.readv, os.writev, transport.read_into, transport.send
+        if fd is None:  # not a file descriptor: the transport's own calls are the fast path
+            def readv(_fd, buffers, read_into=read_into):
+                return read_into(buffers[0])
+
+            def writev(_fd, iov, send=send):
+                send(iov)
+        buffer, parse, parse_error = worker.buffer, rq.parse, rq.ParseError
         data = buffer.data
         buffers = (data,)
-        counts, table = self._counts, self._tables[_State.RUNNING]
+        counts = worker.counts
         debug = log.isEnabledFor(logging.DEBUG)  # read once: no logging cost per request
         while True:
             try:
@@ -312,18 +458,18 @@ class Session:
             try:
                 req = parse(buffer, n)
             except parse_error as e:
-                self._reject(e)
+                self._reject(e, worker)
                 continue
             if debug:
-                log.debug("%s", req)
+                log.debug("%s: %s", worker.name, req)
             op = req.op
             counts[op] += 1
             try:
-                iov = table[op](req)
+                iov = self._table[op](req, worker)
             except Exception:  # our bug, not the handler's (those are caught per opcode)
                 log.exception("answering %s", req)
                 self._exceptions += 1
-                iov = self._replies.error(req.header.unique, errno.EIO)
+                iov = worker.replies.error(req.header.unique, errno.EIO)
             if iov is not None:
                 try:
                     writev(fd, iov)
@@ -333,26 +479,26 @@ class Session:
                 log.info("DESTROY: the kernel ended the session")
                 return
 
-    def _reject(self, e: rq.ParseError) -> None:
+    def _reject(self, e: rq.ParseError, worker: Worker) -> None:
         self._parse_errors += 1
         if isinstance(e, rq.UnknownOpcode):
             log.debug("%s", e)
         else:
             log.warning("bad request: %s", e)
         if e.unique is not None:
-            self._channel.send(self._error(e.unique, e.errno))
+            worker.transport.send(self._error(e.unique, e.errno, worker))
 
     # ---- answers ----------------------------------------------------------
 
-    def _error(self, unique: int, err: int):
+    def _error(self, unique: int, err: int, worker: Worker):
         self._errors += 1
-        return self._replies.error(unique, err)
+        return worker.replies.error(unique, err)
 
-    def _refuse(self, req: rq.Request):
+    def _refuse(self, req: rq.Request, worker: Worker):
         log.debug("%s refused: %s", req, self._state.value)
-        return self._error(req.header.unique, errno.EIO)
+        return self._error(req.header.unique, errno.EIO, worker)
 
-    def _ignore(self, req: rq.Request) -> None:
+    def _ignore(self, req: rq.Request, worker: Worker) -> None:
         return None
 
     def _caller(self, header) -> Caller:
@@ -380,29 +526,35 @@ class Session:
         log.error("handler failed on %s", req, exc_info=exc)
         return errno.EIO
 
-    def _init(self, req: rq.Init):
+    def _init(self, req: rq.Init, worker: Worker):
         a = req.arg
         log.info("INIT: kernel FUSE %d.%d flags=%#x flags2=%#x", a.major, a.minor, a.flags, a.flags2)
         if a.major != KERNEL_VERSION:
             self._init_failure = DeviceError(f"the kernel speaks FUSE {a.major}.{a.minor}, "
                                              f"not {KERNEL_VERSION}.x")
             self._enter(_State.DESTROYED)
-            return self._error(req.header.unique, errno.EPROTO)
+            return self._error(req.header.unique, errno.EPROTO, worker)
         offered = InitFlag.from_words(a.flags, a.flags2 if a.flags & InitFlag.INIT_EXT else 0)
         if not offered & InitFlag.PASSTHROUGH:
             self._init_failure = NoPassthrough(f"INIT from FUSE {a.major}.{a.minor} does not offer it")
             self._enter(_State.DESTROYED)
-            return self._error(req.header.unique, errno.EPROTO)
+            return self._error(req.header.unique, errno.EPROTO, worker)
         wanted = offered & (InitFlag.INIT_EXT | InitFlag.PASSTHROUGH | InitFlag.MAX_PAGES)
+        if self._want_uring and self._uring_allowed(offered):
+            # Announced, the mode holds for the connection's life (the module
+            # parameter may change meanwhile), and requests wait for the rings
+            # instead of racing them; ``_start_uring`` undoes it on failure.
+            wanted |= InitFlag.OVER_IO_URING
+            self._uring_announced = True
         self._enter(_State.RUNNING)
         return reply_init(req.header.unique, minor=KERNEL_MINOR_VERSION,
                           max_readahead=a.max_readahead, flags=wanted, max_write=MAX_WRITE,
                           max_pages=MAX_PAGES, max_stack_depth=1)
 
-    def _getattr(self, req: rq.Getattr):
+    def _getattr(self, req: rq.Getattr, worker: Worker):
         return reply_attr(req.header.unique, self._attr)
 
-    def _open(self, req: rq.Open):
+    def _open(self, req: rq.Open, worker: Worker):
         h = req.header
         try:
             fh = self._handler.open(self._caller(h), req.arg.flags)
@@ -410,19 +562,19 @@ class Session:
             # whose backing differs from one already open on this inode.
             return reply_open(h.unique, fh, FOPEN_PASSTHROUGH, self._backing_id)
         except Exception as e:
-            return self._error(h.unique, self._failed(req, e))
+            return self._error(h.unique, self._failed(req, e), worker)
 
-    def _release(self, req: rq.Release):
+    def _release(self, req: rq.Release, worker: Worker):
         try:
             self._handler.release(req.arg.fh)
         except Exception as e:
-            return self._error(req.header.unique, self._failed(req, e))
-        return self._replies.empty(req.header.unique)
+            return self._error(req.header.unique, self._failed(req, e), worker)
+        return worker.replies.empty(req.header.unique)
 
-    def _flush(self, req: rq.Flush):
-        return self._replies.empty(req.header.unique)
+    def _flush(self, req: rq.Flush, worker: Worker):
+        return worker.replies.empty(req.header.unique)
 
-    def _ioctl(self, req: rq.Ioctl):
+    def _ioctl(self, req: rq.Ioctl, worker: Worker):
         # The handler's errno goes in fuse_ioctl_out.result, with its bytes:
         # the out header stays 0 so that the kernel copies them back.
         h, a = req.header, req.arg
@@ -432,25 +584,29 @@ class Session:
         try:
             err, out = self._handler_ioctl(caller, a.fh, a.cmd, a.arg,
                                            req.data() if a.in_size else b"", out_size)
-            if err:
-                if not 0 < err <= MAX_ERRNO:
-                    raise ValueError(f"ioctl handler returned errno {err}: want 0 or a positive errno")
-                self._errors += 1
-            return self._replies.ioctl(h.unique, err, out, out_size)
+            if err and not 0 < err <= MAX_ERRNO:
+                raise ValueError(f"ioctl handler returned errno {err}: want 0 or a positive errno")
+            return self._ioctl_answer(worker, h.unique, err, out, out_size)
         except Exception as e:
-            self._errors += 1
-            return self._replies.ioctl(h.unique, self._failed(req, e, in_header=False), b"", out_size)
+            return self._ioctl_answer(worker, h.unique, self._failed(req, e, in_header=False), b"", out_size)
 
-    def _poll(self, req: rq.Poll):
+    def _ioctl_answer(self, worker: Worker, unique: int, err: int, out, out_size: int) -> IOVec:
+        """The one way an ioctl is answered: ``err`` (0 or a positive errno)
+        in fuse_ioctl_out.result, with at most ``out_size`` bytes of ``out``."""
+        if err:
+            self._errors += 1
+        return worker.replies.ioctl(unique, err, out, out_size)
+
+    def _poll(self, req: rq.Poll, worker: Worker):
         h, a = req.header, req.arg
         key = (h.pid, h.uid, h.gid)
         caller = self._callers.get(key) or self._new_caller(key)
         kh = a.kh if a.flags & _SCHEDULE_NOTIFY else None
         try:
-            return self._replies.poll(h.unique, self._handler_poll(caller, a.fh, a.events, kh))
+            return worker.replies.poll(h.unique, self._handler_poll(caller, a.fh, a.events, kh))
         except Exception as e:
-            return self._error(h.unique, self._failed(req, e))
+            return self._error(h.unique, self._failed(req, e), worker)
 
-    def _destroy(self, req: rq.Destroy):
+    def _destroy(self, req: rq.Destroy, worker: Worker):
         self._enter(_State.DESTROYED)
-        return self._replies.empty(req.header.unique)
+        return worker.replies.empty(req.header.unique)

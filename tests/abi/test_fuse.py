@@ -43,6 +43,9 @@ SIZES = {
     "fuse_poll_in": 24,
     "fuse_poll_out": 8,
     "fuse_notify_poll_wakeup_out": 8,
+    "fuse_uring_ent_in_out": 32,
+    "fuse_uring_req_header": 288,
+    "fuse_uring_cmd_req": 24,
     "fuse_backing_map": 16,
 }
 

@@ -1,6 +1,8 @@
 """nmfuse.dev.session on a real mount: a small echo device served by
 ``Session.serve`` in a thread, driven by this process and by child
-processes through open, ioctl, poll, mmap and close.
+processes through open, ioctl, poll, mmap and close.  Every test runs with
+each transport: one /dev/fuse reader, three cloned readers, and FUSE over
+io_uring (one pinned queue per CPU beside the /dev/fuse reader).
 
 Every client fd of this process is closed before the fixture's shutdown or
 fails harmlessly after it: a process that exits while holding a file its
@@ -108,11 +110,27 @@ def close_quietly(fd):
         pass  # after shutdown, FLUSH fails: that is the point
 
 
+# The Session options of the transport the running test is parametrized with.
+TRANSPORT: dict = {}
+
+
+@pytest.fixture(autouse=True, params=["one-reader", "cloned-readers", "io_uring"])
+def transport(request):
+    if request.param == "io_uring":
+        request.getfixturevalue("uring_enabled")
+    options = {"one-reader": {}, "cloned-readers": {"workers": 3}, "io_uring": {"uring": True}}
+    TRANSPORT.clear()
+    TRANSPORT.update(options[request.param])
+    yield request.param
+    TRANSPORT.clear()
+
+
 def serve(path: str, device=None, channel=None) -> Served:
     backing = os.memfd_create("nmfuse-test", os.MFD_CLOEXEC)
     os.ftruncate(backing, BACKING_SIZE)
     device = device or EchoDevice()
-    session = Session(channel or FuseChannel(), device, mode=MODE, uid=UID, gid=GID, backing_fd=backing)
+    session = Session(channel or FuseChannel(), device, mode=MODE, uid=UID, gid=GID, backing_fd=backing,
+                      **TRANSPORT)
     try:
         session.start(path)
     except BaseException:

@@ -2,6 +2,7 @@
 request type (and the legacy ioctls), then the pools must be whole again."""
 
 import errno
+import threading
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -63,6 +64,38 @@ def _scribble(h, fh, value: int) -> None:
             slot.buf_idx = ring.slot[0].buf_idx  # a duplicated index
 
 
+def _send(h, fh, cmd, reqtype, name, body, scribble) -> None:
+    """One request on ``fh``, after the client scribbled into its rings."""
+    _scribble(h, fh, scribble)
+    if cmd == Ioctl.NIOCCTRL:
+        hdr = ffi.new("struct nmreq_header *")
+        hdr.nr_version = 14
+        hdr.nr_reqtype = ReqType.REGISTER if reqtype == 16 else reqtype
+        ffi.memmove(hdr.nr_name, name, min(len(name), 63))
+        hdr.nr_body = h.user.place(body)
+        data = bytes(ffi.buffer(hdr))
+    elif cmd in (Ioctl.NIOCREGIF, Ioctl.NIOCGINFO):
+        nmr = ffi.new("struct nmreq *")
+        ffi.memmove(nmr, body[:60], 60)
+        nmr.nr_version = 14
+        ffi.memmove(nmr.nr_name, name[:15] + b"\0", min(len(name), 15) + 1)
+        data = bytes(ffi.buffer(nmr))
+    else:
+        data = b""
+    err, out = h.dev.ioctl(CALLER, fh, cmd, 0, data, len(data))
+    assert err == 0 or err in errno.errorcode, err
+    assert len(out) <= max(len(data), 88)
+
+
+def _whole_again(h, fds) -> None:
+    for fh in fds:
+        h.dev.release(fh)
+    stats = h.mem.statistics()
+    assert stats["if"].used == stats["ring"].used == 0
+    assert stats["buf"].used == 0, "every buffer came back"
+    assert not h.core.driver("pipe").pairs
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(request, min_size=1, max_size=25))
 def test_random_requests_never_break_the_device(requests):
@@ -70,31 +103,40 @@ def test_random_requests_never_break_the_device(requests):
     try:
         fds = [h.open() for _ in range(4)]
         for cmd, reqtype, name, body, which, scribble in requests:
-            fh = fds[which]
-            _scribble(h, fh, scribble)
-            if cmd == Ioctl.NIOCCTRL:
-                hdr = ffi.new("struct nmreq_header *")
-                hdr.nr_version = 14
-                hdr.nr_reqtype = ReqType.REGISTER if reqtype == 16 else reqtype
-                ffi.memmove(hdr.nr_name, name, min(len(name), 63))
-                hdr.nr_body = h.user.place(body)
-                data = bytes(ffi.buffer(hdr))
-            elif cmd in (Ioctl.NIOCREGIF, Ioctl.NIOCGINFO):
-                nmr = ffi.new("struct nmreq *")
-                ffi.memmove(nmr, body[:60], 60)
-                nmr.nr_version = 14
-                ffi.memmove(nmr.nr_name, name[:15] + b"\0", min(len(name), 15) + 1)
-                data = bytes(ffi.buffer(nmr))
-            else:
-                data = b""
-            err, out = h.dev.ioctl(CALLER, fh, cmd, 0, data, len(data))
-            assert err == 0 or err in errno.errorcode, err
-            assert len(out) <= max(len(data), 88)
-        for fh in fds:
-            h.dev.release(fh)
-        stats = h.mem.statistics()
-        assert stats["if"].used == stats["ring"].used == 0
-        assert stats["buf"].used == 0, "every buffer came back"
-        assert not h.core.driver("pipe").pairs
+            _send(h, fds[which], cmd, reqtype, name, body, scribble)
+        _whole_again(h, fds)
     finally:
         h.mem.close()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(request, min_size=1, max_size=25), min_size=4, max_size=4))
+def test_random_requests_from_several_workers_at_once(per_worker):
+    """What several request workers do: each thread drives its own fd (the
+    names collide, so threads meet on the same pipes and switches), all
+    starting together; then every fd closes and the pools must be whole."""
+    h = Harness()
+    try:
+        fds = [h.open() for _ in per_worker]
+        start = threading.Barrier(len(fds))
+        failures = []
+
+        def worker(fh, requests):
+            start.wait()
+            try:
+                for cmd, reqtype, name, body, _, scribble in requests:
+                    _send(h, fh, cmd, reqtype, name, body, scribble)
+            except BaseException as e:  # reported by the main thread
+                failures.append(e)
+
+        threads = [threading.Thread(target=worker, args=(fh, reqs)) for fh, reqs in zip(fds, per_worker)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if failures:
+            raise failures[0]
+        _whole_again(h, fds)
+    finally:
+        h.mem.close()
+
