@@ -53,3 +53,14 @@ def stop(proc) -> None:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+def report(results: dict, as_json: bool, width: int = 36) -> int:
+    """Print the results: one JSON line if asked, then a row per figure;
+    returns the exit status of a benchmark that ran."""
+    if as_json:
+        print(json.dumps(results))
+    for key, row in results.items():
+        if isinstance(row, dict):
+            print(f"{key:{width}} " + "  ".join(f"{k}={v}" for k, v in row.items()))
+    return 0

@@ -39,7 +39,7 @@ import sys
 import tempfile
 import time
 
-from common import BIN, CLIENTS, last_json, pinned, start_nmfuse, stop, wait_mounted
+from common import BIN, CLIENTS, last_json, pinned, report, start_nmfuse, stop, wait_mounted
 
 TRANSPORTS = {  # name: (nmfuse mount options, fuse-floor options)
     "dev_fuse": (["--workers", "1"], []),
@@ -192,12 +192,7 @@ def main():
             results.update(pipe_section(tmp, transports, floors, args.packets))
         if "clients" in sections:
             results.update(clients_section(tmp, transports, args.seconds))
-    if args.json:
-        print(json.dumps(results))
-    for key, row in results.items():
-        if isinstance(row, dict):
-            print(f"{key:36} " + "  ".join(f"{k}={v}" for k, v in row.items()))
-    return 0
+    return report(results, args.json)
 
 
 if __name__ == "__main__":

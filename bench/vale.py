@@ -19,14 +19,13 @@ and, with --json, one JSON object.
 """
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
 
-from common import CLIENTS, last_json, pinned, start_nmfuse, stop
+from common import CLIENTS, last_json, pinned, report, start_nmfuse, stop
 
 FRAME = 60
 
@@ -92,12 +91,7 @@ def main() -> int:
                 results.update(measure(path, batches, args.packets, cpus))
             finally:
                 stop(proc)
-    if args.json:
-        print(json.dumps(results))
-    for key, row in results.items():
-        if isinstance(row, dict):
-            print(f"{key:12} " + "  ".join(f"{k}={v}" for k, v in row.items()))
-    return 0
+    return report(results, args.json, 12)
 
 
 if __name__ == "__main__":

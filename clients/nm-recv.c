@@ -255,15 +255,8 @@ int main(int argc, char **argv)
     r.idle_s = 10;
     r.ethertype = NMP_FRAME_ETHERTYPE;
 
-    while ((opt = getopt(argc, argv, "i:n:w:T:cp:e:Ljh")) != -1) {
+    while ((opt = nmp_loop_getopt(argc, argv, "i:n:w:T:cp:e:Ljh", &r.spec, &r.count, &r.mode, &r.idle_s)) != -1) {
         switch (opt) {
-        case 'i': r.spec = optarg; break;
-        case 'n': r.count = strtoull(optarg, NULL, 0); break;
-        case 'w':
-            if ((r.mode = nmp_wait_mode_parse(optarg)) < 0)
-                usage();
-            break;
-        case 'T': r.idle_s = atof(optarg); break;
         case 'c': r.check = 1; break;
         case 'p': r.seed = strtoull(optarg, NULL, 0); break;
         case 'e': r.ethertype = (uint16_t)strtoul(optarg, NULL, 0); break;

@@ -234,17 +234,10 @@ int main(int argc, char **argv)
     memset(&r, 0, sizeof(r));
     r.port.fd = -1;
     memcpy(r.mac, default_mac, 6);
-    while ((opt = getopt(argc, argv, "i:a:m:n:w:T:jh")) != -1) {
+    while ((opt = nmp_loop_getopt(argc, argv, "i:a:m:n:w:T:jh", &r.spec, &r.count, &r.mode, &r.idle_s)) != -1) {
         switch (opt) {
-        case 'i': r.spec = optarg; break;
         case 'a': addr = optarg; break;
         case 'm': if (nmp_parse_mac(optarg, r.mac) < 0) usage(); break;
-        case 'n': r.count = strtoull(optarg, NULL, 0); break;
-        case 'w':
-            if ((r.mode = nmp_wait_mode_parse(optarg)) < 0)
-                usage();
-            break;
-        case 'T': r.idle_s = atof(optarg); break;
         case 'j': json = 1; break;
         default: usage();
         }

@@ -603,6 +603,29 @@ static inline int nmp_wait_mode_parse(const char *s)
     return -1;
 }
 
+/* getopt() for a receiving loop: takes the options every one shares (-i spec,
+ * -n count, -w wait mode, -T idle seconds) itself and returns the others;
+ * '?' for a bad wait mode, as for an unknown option. */
+static inline int nmp_loop_getopt(int argc, char **argv, const char *optstring, const char **spec,
+                                  uint64_t *count, int *mode, double *idle_s)
+{
+    int opt;
+
+    while ((opt = getopt(argc, argv, optstring)) != -1) {
+        switch (opt) {
+        case 'i': *spec = optarg; continue;
+        case 'n': *count = strtoull(optarg, NULL, 0); continue;
+        case 'w':
+            if ((*mode = nmp_wait_mode_parse(optarg)) < 0)
+                return '?';
+            continue;
+        case 'T': *idle_s = atof(optarg); continue;
+        }
+        return opt;
+    }
+    return -1;
+}
+
 static inline const char *nmp_wait_mode_name(int mode)
 {
     return mode == NMP_WAIT_SELECT ? "select" : mode == NMP_WAIT_IOCTL ? "ioctl" : "poll";

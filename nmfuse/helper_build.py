@@ -6,8 +6,9 @@ netmap ABI module (``nmfuse.abi._netmap``), so the netmap struct types it
 takes are the very ones the rest of nmfuse creates.
 """
 
-import importlib.util
+import runpy
 from pathlib import Path
+from types import SimpleNamespace
 
 import cffi
 
@@ -17,15 +18,9 @@ CSRC = HERE / "csrc"
 PARTS = ("pool", "rings", "vale", "tap", "guard")
 
 
-def _load(name: str, path: Path):
-    # The package is not importable while it is being built: load by path.
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
-
-_abi = _load("_nmfuse_abi_build", HERE / "abi" / "netmap_build.py")
+# The package is not importable while it is being built: run the ABI build script by path.
+_abi = SimpleNamespace(**runpy.run_path(str(HERE / "abi" / "netmap_build.py")))
 
 ffibuilder = cffi.FFI()
 ffibuilder.include(_abi.ffibuilder)

@@ -7,8 +7,9 @@ netmap (it belongs to the device layer, nmfuse.dev.uring), and it uses
 only the kernel's io_uring system calls, so it needs no library.
 """
 
-import importlib.util
+import runpy
 from pathlib import Path
+from types import SimpleNamespace
 
 import cffi
 
@@ -16,15 +17,9 @@ HERE = Path(__file__).parent
 URING_H = HERE / "csrc" / "uring.h"
 
 
-def _load_cdef_module():
-    # The package is not importable while it is being built: load by path.
-    spec = importlib.util.spec_from_file_location("_nmfuse_abi_cdef", HERE / "abi" / "cdef.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
-
-_cdef = _load_cdef_module()
+# The package is not importable while it is being built: run cdef.py by path.
+_cdef = SimpleNamespace(**runpy.run_path(str(HERE / "abi" / "cdef.py")))
 
 ffibuilder = cffi.FFI()
 # the FUSE structs from their one declaration, then the queue's own

@@ -6,23 +6,18 @@ cffi checks at build time that its layout of every struct matches the C
 compiler's.  The C helper includes this ffi, so both share struct types.
 """
 
-import importlib.util
+import runpy
 from pathlib import Path
+from types import SimpleNamespace
 
 import cffi
 
 HERE = Path(__file__).parent
 
 
-def _load_cdef_module():
-    # The package is not importable while it is being built: load by path.
-    spec = importlib.util.spec_from_file_location("_nmfuse_abi_cdef", HERE / "cdef.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
-
-cdef = _load_cdef_module()
+# The package is not importable while it is being built: run cdef.py by path.
+cdef = SimpleNamespace(**runpy.run_path(str(HERE / "cdef.py")))
 
 ffibuilder = cffi.FFI()
 ffibuilder.cdef(cdef.cdef_source(cdef.NETMAP_HEADER))

@@ -71,33 +71,63 @@ static uint32_t mon_window(uint32_t n, uint32_t mn, uint32_t mhwcur, uint32_t mh
     return count;
 }
 
-uint32_t nmh_mon_copy(const char *bufs, uint32_t buf_size, uint32_t objtotal,
-                      const struct netmap_slot *slot, uint32_t n, uint64_t mask,
-                      uint32_t first, uint32_t count,
-                      struct netmap_slot *mslot, uint32_t mn, uint64_t mmask,
-                      uint32_t mhwcur, uint32_t mhwtail, uint16_t txmon)
+/* Where a copy monitor's payload comes from and goes to. */
+struct mon_bufs {
+    const char *bufs;
+    uint32_t buf_size, objtotal;
+    uint64_t mask, mmask;
+};
+
+static void mon_copy_slot(const struct mon_bufs *b, const struct netmap_slot *s, struct netmap_slot *ms)
+{
+    uint64_t soff = s->ptr & b->mask, moff = ms->ptr & b->mmask;
+    uint32_t len = s->len;
+
+    if (s->buf_idx < NMH_RESERVED || s->buf_idx >= b->objtotal || soff > b->buf_size ||
+        len > b->buf_size - soff || ms->buf_idx < NMH_RESERVED || ms->buf_idx >= b->objtotal ||
+        moff > b->buf_size) {
+        len = 0;
+    } else {
+        if (len > b->buf_size - moff)
+            len = b->buf_size - (uint32_t)moff;   /* truncated, as netmap */
+        memcpy((char *)b->bufs + (size_t)ms->buf_idx * b->buf_size + moff,
+               b->bufs + (size_t)s->buf_idx * b->buf_size + soff, len);
+    }
+    ms->len = (uint16_t)len;
+}
+
+static void mon_swap_slot(struct netmap_slot *s, struct netmap_slot *ms)
+{
+    uint32_t idx = ms->buf_idx;
+    uint16_t len = ms->len;
+
+    ms->buf_idx = s->buf_idx;
+    ms->len = s->len;
+    s->buf_idx = idx;
+    s->len = len;
+    s->flags |= NS_BUF_CHANGED;
+}
+
+/* Both monitor kinds: the slots that fit the monitor's free window, each
+ * copied (``copy`` given) or swapped (zero-copy), tagged with ``txmon``;
+ * returns the monitor ring's new tail. */
+static uint32_t mon_walk(struct netmap_slot *slot, uint32_t n, uint32_t first, uint32_t count,
+                         struct netmap_slot *mslot, uint32_t mn, uint32_t mhwcur, uint32_t mhwtail,
+                         uint16_t txmon, const struct mon_bufs *copy)
 {
     uint32_t k = first, t = mhwtail;
 
     count = mon_window(n, mn, mhwcur, mhwtail, &k, count);
     for (; count > 0; count--) {
-        const struct netmap_slot *s = &slot[k];
+        struct netmap_slot *s = &slot[k];
         struct netmap_slot *ms = &mslot[t];
-        uint64_t soff = s->ptr & mask, moff = ms->ptr & mmask;
-        uint32_t len = s->len;
+        uint16_t flags = (uint16_t)((s->flags & ~NS_TXMON) | txmon);  /* before a swap marks s */
 
-        if (s->buf_idx < NMH_RESERVED || s->buf_idx >= objtotal || soff > buf_size ||
-            len > buf_size - soff || ms->buf_idx < NMH_RESERVED || ms->buf_idx >= objtotal ||
-            moff > buf_size) {
-            len = 0;
-        } else {
-            if (len > buf_size - moff)
-                len = buf_size - (uint32_t)moff;   /* truncated, as netmap */
-            memcpy((char *)bufs + (size_t)ms->buf_idx * buf_size + moff,
-                   bufs + (size_t)s->buf_idx * buf_size + soff, len);
-        }
-        ms->len = (uint16_t)len;
-        ms->flags = (uint16_t)((s->flags & ~NS_TXMON) | txmon);
+        if (copy)
+            mon_copy_slot(copy, s, ms);
+        else
+            mon_swap_slot(s, ms);
+        ms->flags = flags;
         if (++k == n)
             k = 0;
         if (++t == mn)
@@ -106,31 +136,23 @@ uint32_t nmh_mon_copy(const char *bufs, uint32_t buf_size, uint32_t objtotal,
     return t;
 }
 
+uint32_t nmh_mon_copy(const char *bufs, uint32_t buf_size, uint32_t objtotal,
+                      const struct netmap_slot *slot, uint32_t n, uint64_t mask,
+                      uint32_t first, uint32_t count,
+                      struct netmap_slot *mslot, uint32_t mn, uint64_t mmask,
+                      uint32_t mhwcur, uint32_t mhwtail, uint16_t txmon)
+{
+    const struct mon_bufs b = { bufs, buf_size, objtotal, mask, mmask };
+
+    /* the walk writes source slots only when swapping */
+    return mon_walk((struct netmap_slot *)slot, n, first, count, mslot, mn, mhwcur, mhwtail, txmon, &b);
+}
+
 uint32_t nmh_mon_swap(struct netmap_slot *slot, uint32_t n, uint32_t beg, uint32_t count,
                       struct netmap_slot *mslot, uint32_t mn, uint32_t mhwcur, uint32_t mhwtail,
                       uint16_t txmon)
 {
-    uint32_t k = beg, t = mhwtail;
-
-    count = mon_window(n, mn, mhwcur, mhwtail, &k, count);
-    for (; count > 0; count--) {
-        struct netmap_slot *s = &slot[k];
-        struct netmap_slot *ms = &mslot[t];
-        uint32_t idx = ms->buf_idx;
-        uint16_t len = ms->len;
-
-        ms->buf_idx = s->buf_idx;
-        ms->len = s->len;
-        s->buf_idx = idx;
-        s->len = len;
-        ms->flags = (uint16_t)((s->flags & ~NS_TXMON) | txmon);
-        s->flags |= NS_BUF_CHANGED;
-        if (++k == n)
-            k = 0;
-        if (++t == mn)
-            t = 0;
-    }
-    return t;
+    return mon_walk(slot, n, beg, count, mslot, mn, mhwcur, mhwtail, txmon, NULL);
 }
 
 uint32_t nmh_forward_swap(struct netmap_slot *src, uint32_t src_n, uint32_t from, uint32_t to,

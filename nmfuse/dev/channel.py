@@ -25,16 +25,8 @@ import stat
 import threading
 
 from nmfuse.abi.fuse import DevIoctl, MountFlag, UmountFlag, ffi, libc
-from nmfuse.dev import reply
-from nmfuse.dev.errors import (
-    AlreadyServed,
-    BadMountPoint,
-    DeviceError,
-    MountFailed,
-    NoFuseDevice,
-    NoPassthrough,
-    NotRoot,
-)
+from nmfuse.dev import errors, reply
+from nmfuse.dev.errors import DeviceError
 
 __all__ = ["FuseChannel", "DeviceError", "fuse_mount_at"]
 
@@ -82,9 +74,9 @@ class FuseChannel:
         try:
             self._fd = os.open(device, os.O_RDWR | os.O_CLOEXEC)
         except FileNotFoundError:
-            raise NoFuseDevice(device) from None
+            raise errors.NoFuseDevice(device) from None
         except PermissionError as e:
-            raise NotRoot(f"opening {device}") from e
+            raise errors.NotRoot(f"opening {device}") from e
         self._lock = threading.Lock()
         self.path: str | None = None      # the mount point while mounted
         self.connection: int | None = None  # the kernel's id of the connection (fusectl name)
@@ -122,7 +114,7 @@ class FuseChannel:
             raise RuntimeError(f"already mounted on {self.path}")
         path = os.path.abspath(path)
         if fuse_mount_at(path):
-            raise AlreadyServed(path)
+            raise errors.AlreadyServed(path)
         created = self._prepare_mount_point(path)
         data = (f"fd={self._fd},rootmode={stat.S_IFREG | (mode & 0o7777):o},user_id={uid},"
                 f"group_id={gid},allow_other,default_permissions")
@@ -132,8 +124,8 @@ class FuseChannel:
             if created:
                 os.unlink(path)
             if err == errno.EPERM:
-                raise NotRoot(f"mounting {path}")
-            raise MountFailed(path, err, os.strerror(err))
+                raise errors.NotRoot(f"mounting {path}")
+            raise errors.MountFailed(path, err, os.strerror(err))
         self.path, self._placeholder = path, created
         self.connection = self._connection_of(path)
         log.info("mounted %s (FUSE connection %s)", path, self.connection)
@@ -147,12 +139,12 @@ class FuseChannel:
             try:
                 os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600))
             except FileNotFoundError:
-                raise BadMountPoint(path, "its directory does not exist") from None
+                raise errors.BadMountPoint(path, "its directory does not exist") from None
             except PermissionError as e:
-                raise NotRoot(f"creating {path}") from e
+                raise errors.NotRoot(f"creating {path}") from e
             return True
         if stat.S_ISDIR(st.st_mode):
-            raise BadMountPoint(path, "it is a directory (the device is a file: name a file in it)")
+            raise errors.BadMountPoint(path, "it is a directory (the device is a file: name a file in it)")
         return False
 
     @staticmethod
@@ -274,7 +266,7 @@ class FuseChannel:
             return fcntl.ioctl(self._fd, DevIoctl.BACKING_OPEN, ffi.buffer(arg))
         except OSError as e:
             if e.errno in (errno.EPERM, errno.ENOTTY, errno.EINVAL, errno.EOPNOTSUPP):
-                raise NoPassthrough(f"registering a backing file: {e.strerror}") from e
+                raise errors.NoPassthrough(f"registering a backing file: {e.strerror}") from e
             raise
 
     def backing_close(self, backing_id: int) -> None:

@@ -6,36 +6,32 @@ print ``str(e)``.  The original ``OSError`` (if any) is the ``__cause__``.
 
 
 class DeviceError(Exception):
-    """Serving the device failed for a reason the user can act on."""
+    """Serving the device failed for a reason the user can act on.
+
+    A subclass names its one-line ``MESSAGE``, formatted with the
+    constructor's arguments in order.
+    """
+
+    MESSAGE = "{}"
+
+    def __init__(self, *args):
+        super().__init__(self.MESSAGE.format(*args))
 
 
-class NotRoot(DeviceError):
-    def __init__(self, what: str):
-        super().__init__(f"{what}: permission denied (serving a FUSE device needs root)")
+def _error(name: str, message: str, doc: str) -> type[DeviceError]:
+    """A ``DeviceError`` subclass: its one-line message and what it means."""
+    return type(name, (DeviceError,), {"MESSAGE": message, "__doc__": doc, "__module__": __name__})
 
 
-class NoFuseDevice(DeviceError):
-    def __init__(self, path: str):
-        super().__init__(f"{path} does not exist: this kernel has no FUSE support loaded")
-
-
-class AlreadyServed(DeviceError):
-    def __init__(self, path: str):
-        super().__init__(f"{path} is already served by a FUSE mount "
-                         f"(unmount it first if its daemon is gone)")
-
-
-class BadMountPoint(DeviceError):
-    def __init__(self, path: str, why: str):
-        super().__init__(f"cannot serve {path}: {why}")
-
-
-class NoPassthrough(DeviceError):
-    def __init__(self, detail: str):
-        super().__init__(f"this kernel lacks FUSE passthrough ({detail}); "
-                         f"a coherent shared mmap needs Linux 6.9 or later")
-
-
-class MountFailed(DeviceError):
-    def __init__(self, path: str, err: int, strerror: str):
-        super().__init__(f"mounting {path} failed: {strerror} (errno {err})")
+NotRoot = _error("NotRoot", "{}: permission denied (serving a FUSE device needs root)",
+                  "Permission denied where serving needs root; argument: what was being done.")
+NoFuseDevice = _error("NoFuseDevice", "{} does not exist: this kernel has no FUSE support loaded",
+                       "/dev/fuse is missing; argument: its path.")
+AlreadyServed = _error("AlreadyServed", "{} is already served by a FUSE mount (unmount it first if its daemon is gone)",
+                        "A FUSE mount is already at the path; argument: the path.")
+BadMountPoint = _error("BadMountPoint", "cannot serve {}: {}",
+                        "The path cannot carry the device; arguments: the path, why.")
+NoPassthrough = _error("NoPassthrough", "this kernel lacks FUSE passthrough ({}); a coherent shared mmap needs Linux 6.9 or later",
+                        "The kernel lacks FUSE passthrough; argument: what showed it.")
+MountFailed = _error("MountFailed", "mounting {0} failed: {2} (errno {1})",
+                      "mount(2) failed otherwise; arguments: the path, errno, its text.")

@@ -167,9 +167,13 @@ class Request:
         """The kernel's id of this request, which its reply carries."""
         return self.header.unique
 
+    # The arguments for the one-line log form: a format of ``a`` (the
+    # argument struct) and ``h`` (the header).
+    DETAILS: ClassVar[str] = ""
+
     def details(self) -> str:
-        """The arguments for the one-line log form (``__str__``); none by default."""
-        return ""
+        """The arguments for the one-line log form (``__str__``)."""
+        return self.DETAILS.format(a=self.arg, h=self.header) if self.DETAILS else ""
 
     def __str__(self) -> str:
         h = self.header
@@ -178,12 +182,22 @@ class Request:
                 f" pid={h.pid} uid={h.uid}")
 
 
+def _request(name: str, opcode: Opcode, arg: str | None = None, details: str = "") -> type[Request]:
+    """A request class whose whole shape is its opcode, its argument struct
+    and its log format (most opcodes)."""
+    return type(name, (Request,), {
+        "__slots__": (), "opcode": opcode, "ARG": arg, "DETAILS": details, "__module__": __name__,
+        "__doc__": f"{opcode.name}: the header and {arg or 'no argument'}.",
+    })
+
+
 class Init(Request):
     """INIT, copied into a zeroed fuse_init_in: an older kernel's shorter
     struct (no flags2) reads as zeros in the fields it lacks."""
 
     __slots__ = ()
     opcode = Opcode.INIT
+    DETAILS = "{a.major}.{a.minor} flags={a.flags:#x} flags2={a.flags2:#x}"
     MIN_SIZE = 8  # major and minor: enough to answer with our version
 
     def __init__(self, header, cursor):
@@ -195,50 +209,17 @@ class Init(Request):
         size = min(have, ffi.sizeof(self.arg[0]))
         ffi.memmove(self.arg, cursor.rest()[:size], size)
 
-    def details(self) -> str:
-        """Protocol version and INIT flags, for the log line."""
-        a = self.arg
-        return f"{a.major}.{a.minor} flags={a.flags:#x} flags2={a.flags2:#x}"
+
+Getattr = _request("Getattr", Opcode.GETATTR, "struct fuse_getattr_in", "flags={a.getattr_flags:#x} fh={a.fh}")
 
 
-class Getattr(Request):
-    __slots__ = ()
-    opcode = Opcode.GETATTR
-    ARG = "struct fuse_getattr_in"
-
-    def details(self) -> str:
-        """getattr_flags and fh, for the log line."""
-        return f"flags={self.arg.getattr_flags:#x} fh={self.arg.fh}"
+Open = _request("Open", Opcode.OPEN, "struct fuse_open_in", "flags={a.flags:#o}")
 
 
-class Open(Request):
-    __slots__ = ()
-    opcode = Opcode.OPEN
-    ARG = "struct fuse_open_in"
-
-    def details(self) -> str:
-        """The open flags (octal), for the log line."""
-        return f"flags={self.arg.flags:#o}"
+Release = _request("Release", Opcode.RELEASE, "struct fuse_release_in", "fh={a.fh} flags={a.flags:#o}")
 
 
-class Release(Request):
-    __slots__ = ()
-    opcode = Opcode.RELEASE
-    ARG = "struct fuse_release_in"
-
-    def details(self) -> str:
-        """fh and the open flags, for the log line."""
-        return f"fh={self.arg.fh} flags={self.arg.flags:#o}"
-
-
-class Flush(Request):
-    __slots__ = ()
-    opcode = Opcode.FLUSH
-    ARG = "struct fuse_flush_in"
-
-    def details(self) -> str:
-        """fh, for the log line."""
-        return f"fh={self.arg.fh}"
+Flush = _request("Flush", Opcode.FLUSH, "struct fuse_flush_in", "fh={a.fh}")
 
 
 class Ioctl(Request):
@@ -269,6 +250,8 @@ class Ioctl(Request):
 
 
 class Poll(Request):
+    """POLL: fuse_poll_in; with SCHEDULE_NOTIFY the kernel wants a notification."""
+
     __slots__ = ()
     opcode = Opcode.POLL
     ARG = "struct fuse_poll_in"
@@ -280,19 +263,10 @@ class Poll(Request):
         return f"fh={a.fh} kh={a.kh} events={a.events:#x}{notify}"
 
 
-class Destroy(Request):
-    __slots__ = ()
-    opcode = Opcode.DESTROY
+Destroy = _request("Destroy", Opcode.DESTROY)
 
 
-class Forget(Request):
-    __slots__ = ()
-    opcode = Opcode.FORGET
-    ARG = "struct fuse_forget_in"
-
-    def details(self) -> str:
-        """nodeid and lookup count, for the log line."""
-        return f"nodeid={self.header.nodeid} nlookup={self.arg.nlookup}"
+Forget = _request("Forget", Opcode.FORGET, "struct fuse_forget_in", "nodeid={h.nodeid} nlookup={a.nlookup}")
 
 
 class BatchForget(Request):
@@ -300,6 +274,7 @@ class BatchForget(Request):
 
     __slots__ = ()
     opcode = Opcode.BATCH_FORGET
+    DETAILS = "count={a.count}"
     ARG = "struct fuse_batch_forget_in"
 
     def __init__(self, header, cursor):
@@ -308,19 +283,8 @@ class BatchForget(Request):
         if need > cursor.remaining:
             raise Truncated(header.unique, self.opcode, "forget records", need, cursor.remaining)
 
-    def details(self) -> str:
-        """How many forget records follow, for the log line."""
-        return f"count={self.arg.count}"
 
-
-class Interrupt(Request):
-    __slots__ = ()
-    opcode = Opcode.INTERRUPT
-    ARG = "struct fuse_interrupt_in"
-
-    def details(self) -> str:
-        """The unique of the request to interrupt, for the log line."""
-        return f"of={self.arg.unique}"
+Interrupt = _request("Interrupt", Opcode.INTERRUPT, "struct fuse_interrupt_in", "of={a.unique}")
 
 
 # Keys are plain ints: the opcode read from the header looks them up.
