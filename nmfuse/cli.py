@@ -146,8 +146,10 @@ def cmd_run(args) -> int:
     if isinstance(options, int):
         return options
     try:
-        runner.enter_private_mount_namespace()
-        return Daemon(options, private=True).run(command)
+        runner.enter_private_namespaces()
+        # The init of the command's pid namespace, before any thread (see runner)
+        init = runner.Init(command, {**os.environ, "NETMAP_DEVICE": options.path})
+        return Daemon(options, private=True).run(init)
     except DeviceError as e:
         print(f"nmfuse: {e}", file=sys.stderr)
         return 1

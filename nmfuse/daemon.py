@@ -39,7 +39,7 @@ from pathlib import Path
 
 import trio
 
-from nmfuse import janitor
+from nmfuse import janitor, runner
 from nmfuse.dev.channel import FuseChannel
 from nmfuse.dev.session import Session
 from nmfuse.dev.usermem import UserMemory
@@ -139,6 +139,7 @@ class Daemon:
         path = os.path.abspath(self.options.path)
         if self.private:
             janitor.clean(path, None, RUN_DIR, private=True)
+            runner.private_parent(path)
             return
         lease = undo.enter_context(Lease.acquire(path))
         janitor.clean(path, lease.previous, RUN_DIR)
@@ -146,13 +147,16 @@ class Daemon:
         # leaves a record that names the placeholder for the next janitor.
         lease.write(placeholder=not os.path.lexists(path))
 
-    def run(self, command: list[str] | None = None) -> int:
+    def run(self, command: "runner.Init | None" = None) -> int:
         """Take over the path (``prepare``), start, serve until a signal or
         unmount (or, with ``command``, until that program exits), clean up.
+        A ``command`` whose daemon cannot start is abandoned (never runs).
         Returns an exit code: 0, the program's (128 + signal if a signal
         ended it), or ``EXIT_FAILED`` (after one error line) when a worker
         or a task raised."""
         with ExitStack() as undo:
+            if command is not None:
+                undo.callback(command.close)  # never ran (a failed start): it exits without running
             self.prepare(undo)
             self.start()
             log.info("serving %s (%d MiB shared memory)", self.options.path, self.mem.memsize >> 20)
@@ -182,30 +186,28 @@ class Daemon:
                 nursery.cancel_scope.cancel()
         return code
 
-    async def _run_command(self, command: list[str]) -> int:
-        """Run the program; Ctrl-C and SIGTERM go to it first, and it gets
-        a grace period to close its ports before it is killed."""
-        env = {**os.environ, "NETMAP_DEVICE": self.options.path}
-        try:
-            proc = await trio.lowlevel.open_process(command, env=env)
-        except OSError as e:
-            log.error("cannot run %s: %s", command[0], e.strerror)
-            return 127
+    async def _run_command(self, init: "runner.Init") -> int:
+        """Let the program run under its init (``runner.Init``, made before
+        the daemon: it dies with us, even on SIGKILL); Ctrl-C and SIGTERM go
+        to it first, and it gets a grace period to close its ports before it is killed."""
+        init.go()
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 async def forward():
                     async for signum in signals:
-                        proc.send_signal(signum)
+                        init.signal(signum)
                         await trio.sleep(GRACE_SECONDS)
-                        proc.kill()
+                        init.kill()
                 nursery.start_soon(forward)
                 try:
-                    await proc.wait()
+                    await trio.lowlevel.wait_readable(init.pidfd)
+                except BaseException:
+                    init.kill()  # the daemon is ending first (a failure): so does the program
+                    raise
                 finally:
-                    if proc.returncode is None:  # the daemon is ending first (a failure): so does the program
-                        proc.kill()
+                    code = init.wait()
                 nursery.cancel_scope.cancel()
-        return 128 - proc.returncode if proc.returncode < 0 else proc.returncode
+        return code
 
     async def _watch_signals(self, scope) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
