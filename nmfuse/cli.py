@@ -263,7 +263,8 @@ def _umount_dead(path: str) -> int:
     except OSError as e:
         print(f"nmfuse: {e.strerror or e}", file=sys.stderr)
         return 1
-    print("\n".join(done) if done else f"{path}: nothing to clean")
+    if not done:  # what was done is logged, one warning per thing removed
+        print(f"{path}: nothing to clean")
     return 0
 
 

@@ -130,7 +130,7 @@ def test_umount_dead_cleans_by_hand(tmp_path):
     res = subprocess.run([sys.executable, "-m", "nmfuse", "umount", "--dead", path], capture_output=True,
                          text=True, timeout=60)
     assert res.returncode == 0, res.stderr
-    assert "detached the dead nmfuse mount" in res.stdout and "removed the placeholder" in res.stdout
+    assert "detached the dead nmfuse mount" in res.stderr and "removed the placeholder" in res.stderr
     nothing_left(path)
     res = subprocess.run([sys.executable, "-m", "nmfuse", "umount", "--dead", path], capture_output=True,
                          text=True, timeout=60)

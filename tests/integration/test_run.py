@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.integration.conftest import ROOT, client
+from tests.integration.conftest import ROOT, Mount, _mounted, client
 
 
 def _fuse_mounts() -> list[str]:
@@ -42,19 +42,26 @@ def _run(tmp_path, *command, tap=None, **kw):
     return subprocess.Popen(args + ["--", *command], cwd=ROOT, **kw)
 
 
+OUR_LINKS = ("runtap", "rk")  # the TAP names these tests give (other tests run beside them)
+
+
 @pytest.fixture
-def clean_before():
-    before = (_fuse_mounts(), _links())
+def clean_before(tmp_path):
+    def ours():
+        mounts = {m for m in _fuse_mounts() if str(tmp_path) in m}
+        return mounts, {link for link in _links() if link.startswith(OUR_LINKS)}
+    before = ours()
     yield before
-    # only what appeared counts: other tests' lazily detached mounts may go meanwhile
-    assert not set(_fuse_mounts()) - set(before[0]), "no mount left behind"
-    assert not _links() - before[1], "no interface left behind"
+    # only what appeared counts, and only this test's: other tests run meanwhile
+    after = ours()
+    assert not after[0] - before[0], "no mount left behind"
+    assert not after[1] - before[1], "no interface left behind"
 
 
 def test_one_liner_passes_traffic_and_the_exit_status(tmp_path, clean_before):
     script = (f"{client('nm-recv')} -i 'netmap:one}}1' -n 200000 -c & sleep 0.3; "
               f"{client('nm-send')} -i 'netmap:one{{1' -n 200000 || exit 9; wait $! || exit 8; "
-              f"ip link show runtap0 >/dev/null || exit 7; exit 3")
+              f"test -e /sys/class/net/runtap0 || exit 7; exit 3")
     proc = _run(tmp_path, "sh", "-c", script, tap="runtap0")
     assert proc.wait(timeout=120) == 3
     assert not (tmp_path / "netmap").exists()
@@ -82,3 +89,51 @@ def test_the_device_is_invisible_outside(tmp_path, clean_before):
     proc = _run(tmp_path, "sh", "-c", f"test -e {path} && grep -q ' {path} ' /proc/self/mountinfo")
     assert proc.wait(timeout=60) == 0, "inside: mounted"
     assert not any(str(path) in line for line in _fuse_mounts())
+
+
+def _wait_for(predicate, timeout=30):
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_sigkill_of_run_takes_the_command_and_its_descendants(tmp_path, clean_before):
+    """As `unshare --kill-child`: the program, and a daemonized grandchild,
+    die with a SIGKILLed `nmfuse run`; no file, mount or TAP stays."""
+    marker = f"{time.time_ns() % 1000000}"
+    tap = f"rk{os.getpid() % 100000}"
+    proc = _run(tmp_path, "sh", "-c", f"setsid sleep {marker}.1 & sleep {marker}.2", tap=tap)
+    assert _wait_for(lambda: _processes(f"sleep\0{marker}.1") and _processes(f"sleep\0{marker}.2"))
+    assert not os.path.lexists(tmp_path / "netmap"), "the placeholder is not on the host"
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+    assert _wait_for(lambda: not _processes(f"sleep\0{marker}")), "no process left behind"
+    assert _wait_for(lambda: tap not in _links()), "the TAP went with its daemon"
+    assert not os.path.lexists(tmp_path / "netmap")
+
+
+def test_run_never_writes_the_placeholder_on_the_host(tmp_path, clean_before):
+    path = tmp_path / "netmap"
+    marker = f"{time.time_ns() % 1000000}.3"
+    proc = _run(tmp_path, "sh", "-c", f"test -e {path} && ls {tmp_path} > {tmp_path}/inside && sleep {marker}")
+    assert _wait_for(lambda: _processes(f"sleep\0{marker}"))
+    assert not os.path.lexists(path), "outside: no file while it runs"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    assert not os.path.lexists(path)
+    assert not (tmp_path / "inside").exists(), "the directory was private to the run: its writes stayed there"
+
+
+def test_run_over_a_dead_mount(tmp_path, clean_before):
+    """A dead daemon's mount at the path does not stop `nmfuse run` (it
+    detaches its private copy); the host's leftovers are the host's to clean."""
+    path = str(tmp_path / "netmap")
+    Mount(path).stop(signal.SIGKILL)
+    assert _mounted(path)
+    try:
+        assert _run(tmp_path, "sh", "-c", f"exec 3<>{path}").wait(timeout=60) == 0
+    finally:
+        subprocess.run([sys.executable, "-m", "nmfuse", "umount", "--dead", path], check=True,
+                       capture_output=True)
+    assert not _mounted(path)
