@@ -42,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--dead", action="store_true",
                    help="no daemon: detach the dead mount and remove the placeholder a killed daemon left")
 
-    s = sub.add_parser("status", parents=[logs], help="ports, bindings and memory of the daemon serving PATH (default: every daemon)")
+    s = sub.add_parser("status", parents=[logs],
+                       help="ports, bindings and memory of the daemon serving PATH (default: every daemon)")
     s.add_argument("path", nargs="?", default=None)
     s.add_argument("--json", action="store_true", help="machine-readable output")
 

@@ -5,8 +5,9 @@
 Runs as pid 1 of a fresh pid namespace: asks for SIGKILL when its parent
 (the daemon) dies, waits until the parent writes "g" on ALIVE_FD (the
 read end of a pipe whose write end only the parent holds: end of file
-means it died or could not start: then the command never runs), mounts a /proc of its own namespace, runs COMMAND, passes it
-the signals it gets, reaps every orphan, and exits with COMMAND's status
+means it died or could not start: then the command never runs), mounts
+a /proc of its own namespace, runs COMMAND, passes it the signals it
+gets, reaps every orphan, and exits with COMMAND's status
 (128 + signal if a signal ended it).  Its exit ends the namespace: the
 kernel kills whatever COMMAND left running.
 
