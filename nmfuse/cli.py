@@ -150,7 +150,10 @@ def cmd_run(args) -> int:
         runner.enter_private_namespaces()
         # The init of the command's pid namespace, before any thread (see runner)
         init = runner.Init(command, {**os.environ, "NETMAP_DEVICE": options.path})
-        return Daemon(options, private=True).run(init)
+        try:
+            return Daemon(options, private=True).run(init)
+        finally:
+            init.close()  # a daemon that could not be made: the program never runs
     except DeviceError as e:
         print(f"nmfuse: {e}", file=sys.stderr)
         return 1

@@ -97,8 +97,8 @@ def private_parent(path: str) -> bool:
     """Make ``path``'s directory writable in this mount namespace only (an
     overlay with a tmpfs upper layer), so that the mount's placeholder never
     reaches the host.  Does nothing (returns False) when ``path`` exists
-    (it is mounted over) or its directory is / or cannot be named in
-    overlay options; then the placeholder is made in the real directory,
+    (it is mounted over) or its directory is /, missing, or cannot be
+    named in overlay options; then the placeholder is made in the real directory,
     as under ``nmfuse mount``.  Call it in the private mount namespace.
 
     Raises:
@@ -107,8 +107,8 @@ def private_parent(path: str) -> bool:
     """
     path = os.path.abspath(path)
     parent = os.path.dirname(path)
-    if os.path.lexists(path) or parent == "/" or _UNSAFE_IN_OPTIONS.search(parent):
-        return False
+    if os.path.lexists(path) or parent == "/" or _UNSAFE_IN_OPTIONS.search(parent) or not os.path.isdir(parent):
+        return False  # (a missing directory: the mount says so, in its words)
     st = os.stat(parent)
     subs = _submounts(parent)
     lower = os.open(parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
