@@ -137,3 +137,24 @@ def test_run_over_a_dead_mount(tmp_path, clean_before):
         subprocess.run([sys.executable, "-m", "nmfuse", "umount", "--dead", path], check=True,
                        capture_output=True)
     assert not _mounted(path)
+
+
+def test_a_failed_start_never_runs_the_program(tmp_path, clean_before):
+    marker = tmp_path / "ran"
+    proc = _run(tmp_path / "missing", "touch", str(marker), stderr=subprocess.PIPE, text=True)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "its directory does not exist" in err
+    assert not marker.exists()
+
+
+def test_in_dev_the_device_appears_inside_only(tmp_path, clean_before):
+    """The placeholder in /dev itself: inside, /dev keeps its nodes and
+    sub-mounts beside the device; outside, /dev never sees the name."""
+    name = f"/dev/nmfuse-test-{os.getpid()}-{time.time_ns() % 100000}"
+    script = (f"test -e {name} && test -c /dev/null && test -d /dev/pts && "
+              f"grep -q ' /dev/pts ' /proc/self/mountinfo && echo x > /dev/null")
+    proc = subprocess.Popen([sys.executable, "-m", "nmfuse", "run", "--path", name, "--", "sh", "-c", script],
+                            cwd=ROOT)
+    assert proc.wait(timeout=60) == 0
+    assert not os.path.lexists(name)
+    assert not any(f" {name} " in m for m in _fuse_mounts())
