@@ -93,8 +93,8 @@ def clean(path: str, record: Record | None, run_dir: Path, private: bool = False
 
     With ``private`` (``nmfuse run``, in its own mount namespace) every
     nmfuse mount at the path is detached -- only this namespace's copy goes,
-    the host's mount stays -- and nothing on the host's file systems is
-    touched.
+    the host's mount stays -- and of the host's files only stale ``nmfuse
+    run`` sockets in ``run_dir`` are removed.
 
     Raises:
         OSError: a detach or unlink failed (not "already gone").
@@ -104,22 +104,22 @@ def clean(path: str, record: Record | None, run_dir: Path, private: bool = False
     while fuse_mount_at(path) == FSTYPE and (private or probe(path) in DEAD_ERRNOS):
         detach(path)
         done.append(f"detached the {'copied' if private else 'dead'} nmfuse mount at {path}")
-    if not private:
-        if record is not None and record.placeholder and _remove_placeholder(path):
-            done.append(f"removed the placeholder {path} left by pid {record.pid}")
-        done += _sweep_sockets(path, run_dir)
+    if not private and record is not None and record.placeholder and _remove_placeholder(path):
+        done.append(f"removed the placeholder {path} left by pid {record.pid}")
+    done += _sweep_sockets(None if private else path, run_dir)
     for line in done:
         log.warning("%s", line)
     return done
 
 
-def _sweep_sockets(path: str, run_dir: Path) -> list[str]:
-    """The path's own status socket (its daemon is dead: we hold the lease),
-    and ``nmfuse run`` sockets whose daemon pid is gone."""
+def _sweep_sockets(path: str | None, run_dir: Path) -> list[str]:
+    """The path's own status socket (its daemon is dead: we hold the lease;
+    none for ``nmfuse run``), and ``nmfuse run`` sockets whose daemon pid
+    is gone."""
     if not run_dir.is_dir():
         return []
     done = []
-    own = run_dir / f"{runtime_key(path)}.sock"
+    own = run_dir / f"{runtime_key(path)}.sock" if path is not None else None
     for sock in run_dir.glob("*.sock"):
         m = _RUN_SOCKET.search(sock.name)
         if sock == own or (m and not _pid_alive(int(m.group(1)))):

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from nmfuse.lease import RUN_DIR, runtime_key
 from tests.integration.conftest import ROOT, Mount, _mounted, client
 
 
@@ -111,6 +112,10 @@ def test_sigkill_of_run_takes_the_command_and_its_descendants(tmp_path, clean_be
     assert _wait_for(lambda: not _processes(f"sleep\0{marker}")), "no process left behind"
     assert _wait_for(lambda: tap not in _links()), "the TAP went with its daemon"
     assert not os.path.lexists(tmp_path / "netmap")
+    stale = RUN_DIR / f"{runtime_key(str(tmp_path / 'netmap'))}.run{proc.pid}.sock"
+    assert stale.exists(), "the one trace: its status socket in /run/nmfuse"
+    assert _run(tmp_path, "true").wait(timeout=60) == 0
+    assert not stale.exists(), "removed by the next start"
 
 
 def test_run_never_writes_the_placeholder_on_the_host(tmp_path, clean_before):
