@@ -113,7 +113,7 @@ class Daemon:
     def _serve(self) -> None:
         try:
             self.session.serve()
-        except Exception as e:  # the session has shut the connection down and logged it
+        except Exception as e:  # noqa: BLE001 -- the session shut the connection down and logged it; recorded
             self._failed("request worker", e)
 
     def _failed(self, what: str, exc: BaseException) -> None:
@@ -162,7 +162,7 @@ class Daemon:
             log.info("serving %s (%d MiB shared memory)", self.options.path, self.mem.memsize >> 20)
             try:
                 code = trio.run(self._main, command)
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 -- any task's failure: recorded, logged, exit status 70
                 self._failed("the daemon", e)
                 code = EXIT_FAILED
             finally:

@@ -69,9 +69,8 @@ def test_a_killed_holder_leaves_a_record_the_next_one_takes_over(tmp_path, run_d
 
 def test_one_process_cannot_hold_a_lease_twice(tmp_path, run_dir):
     path = str(tmp_path / "netmap")
-    with Lease.acquire(path, run_dir):
-        with pytest.raises(LeaseHeld):
-            Lease.acquire(path, run_dir)
+    with Lease.acquire(path, run_dir), pytest.raises(LeaseHeld):
+        Lease.acquire(path, run_dir)
     Lease.acquire(path, run_dir).release()
 
 

@@ -92,7 +92,7 @@ def test_vale_attach_goes_on_when_not_attached(monkeypatch):
         calls.append(create)
         if not create:
             raise OSError(errno.ENXIO, "no such switch")
-        return None  # then: not a VALE name
+        # then None: not a VALE name
 
     monkeypatch.setattr(requests, "get_port", lookup)
     monkeypatch.setattr(requests, "_check_mem_id", lambda core, mem_id: None)

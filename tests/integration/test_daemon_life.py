@@ -82,11 +82,11 @@ def test_a_live_daemon_is_refused_by_pid(tmp_path):
     m = Mount(path)
     try:
         res = subprocess.run([sys.executable, "-m", "nmfuse", "mount", path], capture_output=True, text=True,
-                             timeout=60)
+                             timeout=60, check=False)
         assert res.returncode == 1
         assert f"already served by nmfuse pid {m.proc.pid}" in res.stderr
         res = subprocess.run([sys.executable, "-m", "nmfuse", "umount", "--dead", path], capture_output=True,
-                             text=True, timeout=60)
+                             text=True, timeout=60, check=False)
         assert res.returncode == 1 and f"pid {m.proc.pid}" in res.stderr, "--dead leaves a live daemon alone"
         traffic(m, "d")
     finally:
@@ -113,7 +113,7 @@ def test_a_raising_worker_ends_the_daemon_non_zero_after_unmounting(tmp_path):
 
 def test_killed_in_the_middle_of_start_up(tmp_path):
     path = str(tmp_path / "netmap")
-    res = subprocess.run([sys.executable, "-c", KILLED_IN_START, path], timeout=60)
+    res = subprocess.run([sys.executable, "-c", KILLED_IN_START, path], timeout=60, check=False)
     assert res.returncode == -signal.SIGKILL
     assert _mounted(path), "it left its mount (and the placeholder under it)"
     m = Mount(path)
@@ -128,12 +128,12 @@ def test_umount_dead_cleans_by_hand(tmp_path):
     m = Mount(path)
     m.stop(signal.SIGKILL)
     res = subprocess.run([sys.executable, "-m", "nmfuse", "umount", "--dead", path], capture_output=True,
-                         text=True, timeout=60)
+                         text=True, timeout=60, check=False)
     assert res.returncode == 0, res.stderr
     assert "detached the dead nmfuse mount" in res.stderr and "removed the placeholder" in res.stderr
     nothing_left(path)
     res = subprocess.run([sys.executable, "-m", "nmfuse", "umount", "--dead", path], capture_output=True,
-                         text=True, timeout=60)
+                         text=True, timeout=60, check=False)
     assert res.returncode == 0 and "nothing to clean" in res.stdout
 
 
