@@ -33,6 +33,7 @@ import os
 import re
 import subprocess
 import sys
+from contextlib import ExitStack
 
 import cffi
 
@@ -42,6 +43,7 @@ _ffi = cffi.FFI()
 _ffi.cdef("""
 int unshare(int flags);
 int setns(int fd, int nstype);
+int umount2(const char *target, int flags);
 int mount(const char *source, const char *target, const char *fstype,
           unsigned long flags, const void *data);
 """)
@@ -53,6 +55,7 @@ MS_NOSUID, MS_NODEV = 2, 4
 MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
 RUNINIT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runinit.py")
 _UNSAFE_IN_OPTIONS = re.compile(r"[,:\\\n]")  # what overlayfs' option string cannot carry
 
@@ -96,14 +99,12 @@ def _submounts(directory: str) -> list[str]:
 def private_parent(path: str) -> bool:
     """Make ``path``'s directory writable in this mount namespace only (an
     overlay with a tmpfs upper layer), so that the mount's placeholder never
-    reaches the host.  Does nothing (returns False) when ``path`` exists
-    (it is mounted over) or its directory is /, missing, or cannot be
-    named in overlay options; then the placeholder is made in the real directory,
-    as under ``nmfuse mount``.  Call it in the private mount namespace.
-
-    Raises:
-        OSError: a mount failed (the namespace is then half set up: the
-            caller gives up, and the namespace goes with the process).
+    reaches the host.  Returns True if done.  Does nothing (returns False)
+    when ``path`` exists (it is mounted over), or its directory is /,
+    missing, or cannot be named in overlay options; and when the kernel
+    refuses a step (no overlayfs, say: logged, what was mounted is undone).
+    Then the placeholder is made in the real directory, as under ``nmfuse
+    mount``.  Call it in the private mount namespace.
     """
     path = os.path.abspath(path)
     parent = os.path.dirname(path)
@@ -113,19 +114,27 @@ def private_parent(path: str) -> bool:
     subs = _submounts(parent)
     lower = os.open(parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        below = f"/proc/self/fd/{lower}"
-        _check(_libc.mount(b"tmpfs", parent.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=0700"),
-               f"tmpfs on {parent}")
-        upper, work = os.path.join(parent, "upper"), os.path.join(parent, "work")
-        os.mkdir(upper)
-        os.mkdir(work)
-        os.chmod(upper, st.st_mode & 0o7777)
-        os.chown(upper, st.st_uid, st.st_gid)
-        options = f"lowerdir={below},upperdir={upper},workdir={work}".encode()
-        _check(_libc.mount(b"nmfuse-run", parent.encode(), b"overlay", 0, options), f"overlay on {parent}")
-        for rel in subs:
-            _check(_libc.mount(f"{below}/{rel}".encode(), os.path.join(parent, rel).encode(), _ffi.NULL,
-                               MS_BIND | MS_REC, _ffi.NULL), f"binding {parent}/{rel} again")
+        with ExitStack() as undo:
+            below = f"/proc/self/fd/{lower}"
+            _check(_libc.mount(b"tmpfs", parent.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=0700"),
+                   f"tmpfs on {parent}")
+            undo.callback(_libc.umount2, parent.encode(), MNT_DETACH)
+            upper, work = os.path.join(parent, "upper"), os.path.join(parent, "work")
+            os.mkdir(upper)
+            os.mkdir(work)
+            os.chmod(upper, st.st_mode & 0o7777)
+            os.chown(upper, st.st_uid, st.st_gid)
+            options = f"lowerdir={below},upperdir={upper},workdir={work}".encode()
+            _check(_libc.mount(b"nmfuse-run", parent.encode(), b"overlay", 0, options), f"overlay on {parent}")
+            undo.callback(_libc.umount2, parent.encode(), MNT_DETACH)  # the bindings below go with it
+            for rel in subs:
+                _check(_libc.mount(f"{below}/{rel}".encode(), os.path.join(parent, rel).encode(), _ffi.NULL,
+                                   MS_BIND | MS_REC, _ffi.NULL), f"binding {parent}/{rel} again")
+            undo.pop_all()
+    except OSError as e:
+        log.warning("%s: no private overlay (%s): the placeholder of %s is made in the real directory",
+                    parent, e.strerror, path)
+        return False
     finally:
         os.close(lower)
     log.info("%s: private overlay (the placeholder of %s stays in this mount namespace)", parent, path)

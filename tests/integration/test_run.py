@@ -163,3 +163,37 @@ def test_in_dev_the_device_appears_inside_only(tmp_path, clean_before):
     assert proc.wait(timeout=60) == 0
     assert not os.path.lexists(name)
     assert not any(f" {name} " in m for m in _fuse_mounts())
+
+
+# In a private mount namespace, as `nmfuse run` calls it: the overlay step
+# refused by the kernel (injected), then the same without the injection.
+OVERLAY_REFUSED = """
+import errno, sys
+from nmfuse import runner
+runner.enter_private_namespaces()
+real = runner._libc
+class NoOverlay:  # a kernel without overlayfs
+    def __getattr__(self, name):
+        return getattr(real, name)
+    def mount(self, source, target, fstype, flags, data):
+        if fstype == b"overlay":
+            runner._ffi.errno = errno.ENODEV
+            return -1
+        return real.mount(source, target, fstype, flags, data)
+runner._libc = NoOverlay()
+path = sys.argv[1]
+parent = path.rsplit("/", 1)[0]
+mounted = lambda: [l for l in open("/proc/self/mountinfo") if l.split()[4] == parent]
+assert runner.private_parent(path) is False
+assert not mounted(), "what was mounted is undone"
+runner._libc = real
+assert runner.private_parent(path) is True and len(mounted()) == 2
+print("ok")
+"""
+
+
+def test_private_parent_falls_back_when_the_kernel_refuses(tmp_path):
+    res = subprocess.run([sys.executable, "-c", OVERLAY_REFUSED, str(tmp_path / "netmap")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert res.stdout.strip() == "ok", res.stderr
+    assert "no private overlay (overlay on " in res.stderr and "No such device" in res.stderr
