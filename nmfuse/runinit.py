@@ -72,6 +72,8 @@ def main(argv: list[str]) -> int:
     if pid == 0:
         for s in FORWARDED:
             signal.signal(s, signal.SIG_DFL)
+        if os.getppid() != 1:  # no pid namespace (see runner): at least the program dies with us
+            _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         try:
             os.execvp(command[0], command)
         except OSError as e:

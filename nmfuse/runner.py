@@ -157,12 +157,21 @@ class Init:
         alive_r, self._alive_w = os.pipe2(os.O_CLOEXEC)
         own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            _check(_libc.unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")
+            try:
+                _check(_libc.unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")
+                isolated = True
+            except OSError as e:
+                # Then the program is killed with us (PDEATHSIG, in runinit) but
+                # not what it started: no namespace whose end takes them along.
+                log.warning("no pid namespace for the program (%s): what it starts may outlive nmfuse run",
+                            e.strerror)
+                isolated = False
             try:
                 self._proc = subprocess.Popen([sys.executable, "-I", RUNINIT, str(alive_r), "--", *command],
                                               env=env, pass_fds=(alive_r,))
             finally:
-                _check(_libc.setns(own, CLONE_NEWPID), "back to our pid namespace")
+                if isolated:
+                    _check(_libc.setns(own, CLONE_NEWPID), "back to our pid namespace")
         except BaseException:
             os.close(self._alive_w)
             raise

@@ -197,3 +197,34 @@ def test_private_parent_falls_back_when_the_kernel_refuses(tmp_path):
                          capture_output=True, text=True, timeout=60, check=False)
     assert res.stdout.strip() == "ok", res.stderr
     assert "no private overlay (overlay on " in res.stderr and "No such device" in res.stderr
+
+
+# `nmfuse run` where the kernel refuses a pid namespace (injected): the
+# program still runs, and still dies when `nmfuse run` is SIGKILLed.
+NO_PID_NAMESPACE = """
+import errno, sys
+from nmfuse import runner
+real = runner._libc
+class NoPidNamespace:
+    def __getattr__(self, name):
+        return getattr(real, name)
+    def unshare(self, flags):
+        if flags & runner.CLONE_NEWPID:
+            runner._ffi.errno = errno.EPERM
+            return -1
+        return real.unshare(flags)
+runner._libc = NoPidNamespace()
+from nmfuse.cli import main
+sys.exit(main(["run", "--path", sys.argv[1], "--", "sleep", sys.argv[2]]))
+"""
+
+
+def test_without_a_pid_namespace_the_program_still_dies_with_run(tmp_path, clean_before):
+    marker = f"{time.time_ns() % 1000000}.7"
+    proc = subprocess.Popen([sys.executable, "-c", NO_PID_NAMESPACE, str(tmp_path / "netmap"), marker], cwd=ROOT,
+                            stderr=subprocess.PIPE, text=True)
+    assert _wait_for(lambda: _processes(f"sleep\0{marker}"))
+    proc.kill()
+    _, err = proc.communicate(timeout=30)
+    assert "no pid namespace for the program" in err
+    assert _wait_for(lambda: not _processes(f"sleep\0{marker}")), "the program died with it"
