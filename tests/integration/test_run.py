@@ -105,9 +105,11 @@ def test_sigkill_of_run_takes_the_command_and_its_descendants(tmp_path, clean_be
     marker = f"{time.time_ns() % 1000000}"
     tap = f"rk{os.getpid() % 100000}"
     proc = _run(tmp_path, "sh", "-c", f"setsid sleep {marker}.1 & sleep {marker}.2", tap=tap)
-    assert _wait_for(lambda: _processes(f"sleep\0{marker}.1") and _processes(f"sleep\0{marker}.2"))
-    assert not os.path.lexists(tmp_path / "netmap"), "the placeholder is not on the host"
-    proc.send_signal(signal.SIGKILL)
+    try:
+        assert _wait_for(lambda: _processes(f"sleep\0{marker}.1") and _processes(f"sleep\0{marker}.2"))
+        assert not os.path.lexists(tmp_path / "netmap"), "the placeholder is not on the host"
+    finally:
+        proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=30) == -signal.SIGKILL
     assert _wait_for(lambda: not _processes(f"sleep\0{marker}")), "no process left behind"
     assert _wait_for(lambda: tap not in _links()), "the TAP went with its daemon"
@@ -122,9 +124,11 @@ def test_run_never_writes_the_placeholder_on_the_host(tmp_path, clean_before):
     path = tmp_path / "netmap"
     marker = f"{time.time_ns() % 1000000}.3"
     proc = _run(tmp_path, "sh", "-c", f"test -e {path} && ls {tmp_path} > {tmp_path}/inside && sleep {marker}")
-    assert _wait_for(lambda: _processes(f"sleep\0{marker}"))
-    assert not os.path.lexists(path), "outside: no file while it runs"
-    proc.send_signal(signal.SIGTERM)
+    try:
+        assert _wait_for(lambda: _processes(f"sleep\0{marker}"))
+        assert not os.path.lexists(path), "outside: no file while it runs"
+    finally:
+        proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 128 + signal.SIGTERM
     assert not os.path.lexists(path)
     assert not (tmp_path / "inside").exists(), "the directory was private to the run: its writes stayed there"
@@ -223,8 +227,10 @@ def test_without_a_pid_namespace_the_program_still_dies_with_run(tmp_path, clean
     marker = f"{time.time_ns() % 1000000}.7"
     proc = subprocess.Popen([sys.executable, "-c", NO_PID_NAMESPACE, str(tmp_path / "netmap"), marker], cwd=ROOT,
                             stderr=subprocess.PIPE, text=True)
-    assert _wait_for(lambda: _processes(f"sleep\0{marker}"))
-    proc.kill()
+    try:
+        assert _wait_for(lambda: _processes(f"sleep\0{marker}"))
+    finally:
+        proc.kill()
     _, err = proc.communicate(timeout=30)
     assert "no pid namespace for the program" in err
     assert _wait_for(lambda: not _processes(f"sleep\0{marker}")), "the program died with it"
