@@ -43,6 +43,24 @@ sys.exit(main(["mount", sys.argv[1]]))
 """
 
 
+_STARTED: list[Mount] = []
+
+
+def started(m: Mount) -> Mount:
+    """``m``, ended after the test whatever happens in it."""
+    _STARTED.append(m)
+    return m
+
+
+@pytest.fixture(autouse=True)
+def _end_daemons(tmp_path):
+    yield
+    while _STARTED:
+        _STARTED.pop().stop(signal.SIGKILL)
+    subprocess.run([sys.executable, "-m", "nmfuse", "umount", "--dead", str(tmp_path / "netmap")],
+                   capture_output=True, check=False)
+
+
 def traffic(m: Mount, tag: str, n: int = 20000) -> None:
     """Frames through a pipe, checked by the receiver."""
     recv = subprocess.Popen([client("nm-recv"), "-i", f"netmap:{tag}}}1", "-n", str(n), "-c"], env=m.env,
@@ -61,7 +79,7 @@ def nothing_left(path: str) -> None:
 
 def test_sigkill_then_mount_takes_over_and_clients_work(tmp_path):
     path = str(tmp_path / "netmap")
-    first = Mount(path)
+    first = started(Mount(path))
     traffic(first, "a")
     recv = subprocess.Popen([client("nm-recv"), "-i", "netmap:b}1", "-n", "100000000"], env=first.env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -69,7 +87,7 @@ def test_sigkill_then_mount_takes_over_and_clients_work(tmp_path):
     assert first.stop(signal.SIGKILL) == -signal.SIGKILL
     assert recv.wait(timeout=30) != 0, "the client gets an error, no hang"
     assert _mounted(path), "a dead mount is left"
-    second = Mount(path)  # takes over at once
+    second = started(Mount(path))  # takes over at once
     assert "detached the dead nmfuse mount" in second.output()
     assert f"removed the placeholder {path} left by pid {first.proc.pid}" in second.output()
     traffic(second, "c")
@@ -79,7 +97,7 @@ def test_sigkill_then_mount_takes_over_and_clients_work(tmp_path):
 
 def test_a_live_daemon_is_refused_by_pid(tmp_path):
     path = str(tmp_path / "netmap")
-    m = Mount(path)
+    m = started(Mount(path))
     try:
         res = subprocess.run([sys.executable, "-m", "nmfuse", "mount", path], capture_output=True, text=True,
                              timeout=60, check=False)
@@ -116,7 +134,7 @@ def test_killed_in_the_middle_of_start_up(tmp_path):
     res = subprocess.run([sys.executable, "-c", KILLED_IN_START, path], timeout=60, check=False)
     assert res.returncode == -signal.SIGKILL
     assert _mounted(path), "it left its mount (and the placeholder under it)"
-    m = Mount(path)
+    m = started(Mount(path))
     assert "removed the placeholder" in m.output()
     traffic(m, "e")
     assert m.stop() == 0
@@ -125,7 +143,7 @@ def test_killed_in_the_middle_of_start_up(tmp_path):
 
 def test_umount_dead_cleans_by_hand(tmp_path):
     path = str(tmp_path / "netmap")
-    m = Mount(path)
+    m = started(Mount(path))
     m.stop(signal.SIGKILL)
     res = subprocess.run([sys.executable, "-m", "nmfuse", "umount", "--dead", path], capture_output=True,
                          text=True, timeout=60, check=False)
@@ -139,7 +157,7 @@ def test_umount_dead_cleans_by_hand(tmp_path):
 
 def test_sigterm_with_clients_attached(tmp_path):
     path = str(tmp_path / "netmap")
-    m = Mount(path)
+    m = started(Mount(path))
     waiting = [subprocess.Popen([client("nm-recv"), "-i", f"netmap:w{i}}}1", "-n", "100000000"], env=m.env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(4)]
     time.sleep(0.5)
@@ -155,8 +173,8 @@ def test_a_real_file_at_the_path_is_never_removed(tmp_path):
     after a clean stop and after a SIGKILL and takeover."""
     path = tmp_path / "netmap"
     path.write_bytes(b"")
-    m = Mount(str(path))
+    m = started(Mount(str(path)))
     m.stop(signal.SIGKILL)
-    m = Mount(str(path))
+    m = started(Mount(str(path)))
     assert m.stop() == 0
     assert path.exists() and not _mounted(str(path))
