@@ -39,8 +39,11 @@ def _parser() -> argparse.ArgumentParser:
 
     u = sub.add_parser("umount", parents=[logs], help="stop the daemon serving PATH")
     u.add_argument("path", nargs="?", default=DEFAULT_PATH)
+    u.add_argument("--dead", action="store_true",
+                   help="no daemon: detach the dead mount and remove the placeholder a killed daemon left")
 
-    s = sub.add_parser("status", parents=[logs], help="ports, bindings and memory of the daemon serving PATH (default: every daemon)")
+    s = sub.add_parser("status", parents=[logs],
+                       help="ports, bindings and memory of the daemon serving PATH (default: every daemon)")
     s.add_argument("path", nargs="?", default=None)
     s.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -144,8 +147,13 @@ def cmd_run(args) -> int:
     if isinstance(options, int):
         return options
     try:
-        runner.enter_private_mount_namespace()
-        return Daemon(options, private=True).run(command)
+        runner.enter_private_namespaces()
+        # The init of the command's pid namespace, before any thread (see runner)
+        init = runner.Init(command, {**os.environ, "NETMAP_DEVICE": options.path})
+        try:
+            return Daemon(options, private=True).run(init)
+        finally:
+            init.close()  # a daemon that could not be made: the program never runs
     except DeviceError as e:
         print(f"nmfuse: {e}", file=sys.stderr)
         return 1
@@ -232,12 +240,35 @@ def _print_report(report: dict) -> None:
 
 
 def cmd_umount(args) -> int:
-    """``nmfuse umount``: send SIGTERM to the daemon serving PATH; 1 if none does."""
+    """``nmfuse umount``: send SIGTERM to the daemon serving PATH; 1 if none
+    does.  With ``--dead``: clean what a dead daemon left at PATH (as the
+    next ``nmfuse mount`` would); 1 if a live daemon serves it."""
+    if args.dead:
+        return _umount_dead(args.path)
     report = _query(args.path)
     if report is None:
         print(f"{args.path}: not served by nmfuse", file=sys.stderr)
         return 1
     os.kill(report["pid"], signal.SIGTERM)
+    return 0
+
+
+def _umount_dead(path: str) -> int:
+    from nmfuse import janitor
+    from nmfuse.dev import DeviceError
+    from nmfuse.lease import RUN_DIR, Lease
+
+    try:
+        with Lease.acquire(path) as lease:  # no daemon may start meanwhile
+            done = janitor.clean(path, lease.previous, RUN_DIR)
+    except DeviceError as e:
+        print(f"nmfuse: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"nmfuse: {e.strerror or e}", file=sys.stderr)
+        return 1
+    if not done:  # what was done is logged, one warning per thing removed
+        print(f"{path}: nothing to clean")
     return 0
 
 

@@ -16,12 +16,22 @@ exit status through.
 Shutdown (SIGINT/SIGTERM, or the mount going away): detach the mount,
 abort the FUSE connection so clients get errors instead of hanging, remove
 what the daemon created, and return.
+
+Before anything else, ``run`` takes the path's lease (``nmfuse.lease``: a
+live daemon there refuses the start, naming its pid) and lets the janitor
+remove what a dead one left (``nmfuse.janitor``: its dead mount, its
+placeholder file, its status socket).
+
+Exit statuses: 0 after a signal or an unmount; ``EXIT_FAILED`` when a
+request worker or a task raised (one line on stderr, after unmounting);
+under ``nmfuse run`` the program's status.
 """
 
 import json
 import logging
 import os
 import signal
+import sys
 import threading
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -29,18 +39,23 @@ from pathlib import Path
 
 import trio
 
+from nmfuse import janitor, runner
 from nmfuse.dev.channel import FuseChannel
 from nmfuse.dev.session import Session
 from nmfuse.dev.usermem import UserMemory
 from nmfuse.drivers import all_drivers
+from nmfuse.lease import RUN_DIR, Lease, runtime_key
 from nmfuse.mem import MemoryAllocator, PoolConfig
 from nmfuse.netmap.core import Core
 from nmfuse.netmap.device import NetmapDevice
 
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup  # trio's dependency before 3.11
+
 log = logging.getLogger("nmfuse")
 
-RUN_DIR = Path("/run/nmfuse")
 GRACE_SECONDS = 5  # what a program gets after Ctrl-C before it is killed
+EXIT_FAILED = 70  # a worker or task raised while serving (sysexits' EX_SOFTWARE)
 
 
 @dataclass(frozen=True)
@@ -53,11 +68,6 @@ class MountOptions:
     taps: tuple[tuple[str, int], ...] = ()   # (name, queues) of --tap
     uring: bool = False                      # FUSE over io_uring where the kernel allows it
     workers: int | None = None               # /dev/fuse readers; None: one per CPU
-
-
-def runtime_key(path: str) -> str:
-    """A file name for per-mount runtime files (status socket, pid)."""
-    return os.path.abspath(path).strip("/").replace("/", "-") or "root"
 
 
 def status_socket(path: str, private: bool = False) -> Path:
@@ -85,6 +95,7 @@ class Daemon:
                                uring=options.uring)
         self.core.wake = self.session.notify_poll
         self._thread: threading.Thread | None = None
+        self.failure: str | None = None  # one line: why a worker or task ended the daemon
 
     def start(self) -> None:
         """Start the drivers (e.g. create the ``--tap`` interfaces), mount
@@ -102,19 +113,64 @@ class Daemon:
     def _serve(self) -> None:
         try:
             self.session.serve()
-        except Exception:
-            log.exception("request loop failed")
+        except Exception as e:  # noqa: BLE001 -- the session shut the connection down and logged it; recorded
+            self._failed("request worker", e)
 
-    def run(self, command: list[str] | None = None) -> int:
-        """Start, serve until a signal or unmount (or, with ``command``,
-        until that program exits), clean up.  Returns an exit code: 0, or
-        the program's (128 + signal if a signal ended it)."""
-        self.start()
-        log.info("serving %s (%d MiB shared memory)", self.options.path, self.mem.memsize >> 20)
-        try:
-            return trio.run(self._main, command)
-        finally:
-            self.stop()
+    def _failed(self, what: str, exc: BaseException) -> None:
+        """Record the first failure as one line (the traceback goes to the
+        debug log)."""
+        while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+            exc = exc.exceptions[0]
+        line = f"{what} failed: {type(exc).__name__}: {exc}"
+        log.debug("%s", line, exc_info=exc)
+        if self.failure is None:
+            self.failure = line
+
+    def prepare(self, undo: ExitStack) -> None:
+        """Before mounting: under ``nmfuse mount`` take the path's lease
+        (pushing its release on ``undo``) and clean what a dead daemon left
+        there; under ``nmfuse run`` (a private mount namespace) detach this
+        namespace's copy of any nmfuse mount at the path.
+
+        Raises:
+            LeaseHeld: a live daemon serves the path.
+            OSError: the lease or the clean-up failed.
+        """
+        path = os.path.abspath(self.options.path)
+        if self.private:
+            janitor.clean(path, None, RUN_DIR, private=True)
+            runner.private_parent(path)
+            return
+        lease = undo.enter_context(Lease.acquire(path))
+        janitor.clean(path, lease.previous, RUN_DIR)
+        # Recorded before the mount: a daemon killed half-way through start
+        # leaves a record that names the placeholder for the next janitor.
+        lease.write(placeholder=not os.path.lexists(path))
+
+    def run(self, command: "runner.Init | None" = None) -> int:
+        """Take over the path (``prepare``), start, serve until a signal or
+        unmount (or, with ``command``, until that program exits), clean up.
+        A ``command`` whose daemon cannot start is abandoned (never runs).
+        Returns an exit code: 0, the program's (128 + signal if a signal
+        ended it), or ``EXIT_FAILED`` (after one error line) when a worker
+        or a task raised."""
+        with ExitStack() as undo:
+            if command is not None:
+                undo.callback(command.close)  # never ran (a failed start): it exits without running
+            self.prepare(undo)
+            self.start()
+            log.info("serving %s (%d MiB shared memory)", self.options.path, self.mem.memsize >> 20)
+            try:
+                code = trio.run(self._main, command)
+            except Exception as e:  # noqa: BLE001 -- any task's failure: recorded, logged, exit status 70
+                self._failed("the daemon", e)
+                code = EXIT_FAILED
+            finally:
+                self.stop()
+            if self.failure is not None:
+                log.error("%s", self.failure)
+                return EXIT_FAILED
+            return code
 
     async def _main(self, command) -> int:
         code = 0
@@ -130,26 +186,28 @@ class Daemon:
                 nursery.cancel_scope.cancel()
         return code
 
-    async def _run_command(self, command: list[str]) -> int:
-        """Run the program; Ctrl-C and SIGTERM go to it first, and it gets
-        a grace period to close its ports before it is killed."""
-        env = {**os.environ, "NETMAP_DEVICE": self.options.path}
-        try:
-            proc = await trio.lowlevel.open_process(command, env=env)
-        except OSError as e:
-            log.error("cannot run %s: %s", command[0], e.strerror)
-            return 127
+    async def _run_command(self, init: "runner.Init") -> int:
+        """Let the program run under its init (``runner.Init``, made before
+        the daemon: it dies with us, even on SIGKILL); Ctrl-C and SIGTERM go
+        to it first, and it gets a grace period to close its ports before it is killed."""
+        init.go()
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 async def forward():
                     async for signum in signals:
-                        proc.send_signal(signum)
+                        init.signal(signum)
                         await trio.sleep(GRACE_SECONDS)
-                        proc.kill()
+                        init.kill()
                 nursery.start_soon(forward)
-                await proc.wait()
+                try:
+                    await trio.lowlevel.wait_readable(init.pidfd)
+                except BaseException:
+                    init.kill()  # the daemon is ending first (a failure): so does the program
+                    raise
+                finally:
+                    code = init.wait()
                 nursery.cancel_scope.cancel()
-        return 128 - proc.returncode if proc.returncode < 0 else proc.returncode
+        return code
 
     async def _watch_signals(self, scope) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -160,7 +218,8 @@ class Daemon:
 
     async def _watch_serve_thread(self, scope) -> None:
         await trio.to_thread.run_sync(self._thread.join, abandon_on_cancel=True)
-        log.info("the mount went away: shutting down")
+        if self.failure is None:
+            log.info("the mount went away: shutting down")
         scope.cancel()
 
     async def _status_server(self) -> None:
@@ -196,7 +255,7 @@ class Daemon:
         drivers (last started first), remove the status socket.  A failed
         session shutdown is logged, not raised."""
         try:
-            self.session.shutdown()
+            self.session.shutdown()  # logs its own errors; anything else is our bug, still stop the drivers
         except Exception:
             log.exception("shutdown of the FUSE session")
         for driver in reversed(self.core.drivers):

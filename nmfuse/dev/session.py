@@ -179,6 +179,7 @@ class Session:
         self._lock = threading.Lock()  # serving / shut down / fd closed
         self._serving = False
         self._shut_down = False
+        self._failure: Exception | None = None  # the first exception a loop raised
         # statistics
         self._errors = self._parse_errors = self._exceptions = self._notifications = 0
 
@@ -257,7 +258,9 @@ class Session:
 
         Raises:
             RuntimeError: ``start`` has not succeeded, or ``serve`` already runs.
-            OSError: an unexpected error reading or writing /dev/fuse.
+            Exception: the first one any request loop raised (e.g. an
+                unexpected OSError on /dev/fuse); the connection has been
+                shut down and every loop has returned.
         """
         with self._lock:
             if self._state is not _State.RUNNING or self._backing_id is None:
@@ -268,6 +271,8 @@ class Session:
         extra = self._start_workers()
         try:
             self._loop(self._main)
+        except Exception as e:
+            self._fail(self._main, e)  # ends the other loops, which the cleanup below joins
         finally:
             for transport, thread in extra:
                 stop = getattr(transport, "stop", None)
@@ -284,6 +289,18 @@ class Session:
                 close = self._shut_down
             if close:
                 self._channel.close()
+        if self._failure is not None:
+            raise self._failure
+
+    def _fail(self, worker: Worker, exc: Exception) -> None:
+        """A loop raised: keep the first such exception for ``serve`` to
+        raise, and end the connection so that every other loop returns."""
+        log.error("request worker %s failed: %s: %s", worker.name, type(exc).__name__, exc,
+                  exc_info=log.isEnabledFor(logging.DEBUG))
+        with self._lock:
+            if self._failure is None:
+                self._failure = exc
+        self.shutdown()
 
     def _start_workers(self) -> list[tuple[object, threading.Thread]]:
         """The loops beside the main one, each in a thread of its own:
@@ -348,8 +365,8 @@ class Session:
     def _serve_worker(self, worker: Worker) -> None:
         try:
             self._loop(worker)
-        except Exception:
-            log.exception("request worker %s failed", worker.name)
+        except Exception as e:
+            self._fail(worker, e)
 
     def notify_poll(self, kh: int) -> None:
         """Wake pollers waiting on ``kh`` (the kernel polls them again).

@@ -226,8 +226,9 @@ class TapAdapter(Adapter):
         if self.created:
             try:
                 tuntap.set_carrier(self.fds[0], False)
-            except OSError:
-                pass  # the interface is gone
+            except OSError as e:
+                if e.errno != errno.EBADFD:  # EBADFD: the interface was deleted under its queues
+                    log.warning("%s: could not drop the carrier: %s", self.name, e.strerror)
         self._release_fds()
 
     def _watch(self) -> None:
