@@ -116,19 +116,11 @@ def cmd_mount(args) -> int:
     unmount; returns the exit code (1, after a one-line error, if the daemon
     cannot start)."""
     from nmfuse.daemon import Daemon
-    from nmfuse.dev import DeviceError
 
     options = _options(args)
     if isinstance(options, int):
         return options
-    try:
-        return Daemon(options).run()
-    except DeviceError as e:
-        print(f"nmfuse: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:
-        print(f"nmfuse: {e.strerror or e}", file=sys.stderr)
-        return 1
+    return _one_line_errors(lambda: Daemon(options).run())
 
 
 def cmd_run(args) -> int:
@@ -137,7 +129,6 @@ def cmd_run(args) -> int:
     command, 1 if the daemon cannot start)."""
     from nmfuse import runner
     from nmfuse.daemon import Daemon
-    from nmfuse.dev import DeviceError
 
     command = args.program[1:] if args.program[:1] == ["--"] else args.program
     if not command:
@@ -146,7 +137,8 @@ def cmd_run(args) -> int:
     options = _options(args)
     if isinstance(options, int):
         return options
-    try:
+
+    def run() -> int:
         runner.enter_private_namespaces()
         # The init of the command's pid namespace, before any thread (see runner)
         init = runner.Init(command, {**os.environ, "NETMAP_DEVICE": options.path})
@@ -154,6 +146,17 @@ def cmd_run(args) -> int:
             return Daemon(options, private=True).run(init)
         finally:
             init.close()  # a daemon that could not be made: the program never runs
+
+    return _one_line_errors(run)
+
+
+def _one_line_errors(action) -> int:
+    """``action()``'s exit code, or 1 after a one-line error when it fails
+    for a reason the user can act on (a ``DeviceError`` or an ``OSError``)."""
+    from nmfuse.dev import DeviceError
+
+    try:
+        return action()
     except DeviceError as e:
         print(f"nmfuse: {e}", file=sys.stderr)
         return 1
@@ -255,21 +258,16 @@ def cmd_umount(args) -> int:
 
 def _umount_dead(path: str) -> int:
     from nmfuse import janitor
-    from nmfuse.dev import DeviceError
     from nmfuse.lease import RUN_DIR, Lease
 
-    try:
+    def clean() -> int:
         with Lease.acquire(path) as lease:  # no daemon may start meanwhile
             done = janitor.clean(path, lease.previous, RUN_DIR)
-    except DeviceError as e:
-        print(f"nmfuse: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:
-        print(f"nmfuse: {e.strerror or e}", file=sys.stderr)
-        return 1
-    if not done:  # what was done is logged, one warning per thing removed
-        print(f"{path}: nothing to clean")
-    return 0
+        if not done:  # what was done is logged, one warning per thing removed
+            print(f"{path}: nothing to clean")
+        return 0
+
+    return _one_line_errors(clean)
 
 
 def cmd_vale(args) -> int:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from nmfuse.abi.fuse import UmountFlag, ffi, libc
 from nmfuse.dev.channel import FSTYPE, fuse_mount_at
-from nmfuse.lease import Record, runtime_key
+from nmfuse.lease import Record, alive, runtime_key
 
 log = logging.getLogger("nmfuse")
 
@@ -122,17 +122,7 @@ def _sweep_sockets(path: str | None, run_dir: Path) -> list[str]:
     own = run_dir / f"{runtime_key(path)}.sock" if path is not None else None
     for sock in run_dir.glob("*.sock"):
         m = _RUN_SOCKET.search(sock.name)
-        if sock == own or (m and not _pid_alive(int(m.group(1)))):
+        if sock == own or (m and not alive(int(m.group(1)))):
             sock.unlink(missing_ok=True)
             done.append(f"removed the stale status socket {sock}")
     return done
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -32,7 +32,8 @@ RUN_DIR = Path("/run/nmfuse")
 _TRIES = 100  # how often a lock held by a reader, not by a live daemon, is tried again
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (one we may not signal counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -123,7 +124,7 @@ class Lease:
                 record = Record.parse(_read(fd))
                 os.close(fd)
                 tries -= 1
-                if record is not None and tries > 0 and not _alive(record.pid):
+                if record is not None and tries > 0 and not alive(record.pid):
                     time.sleep(0.01)  # a reader (``holder``) holds it shared for a moment
                     continue
                 raise LeaseHeld(os.path.abspath(path), record.pid if record else None) from None
@@ -160,9 +161,9 @@ class Lease:
         self.release()
 
 
-def holder(path: str, run_dir: Path = RUN_DIR) -> int | None:
-    """The pid of the live daemon holding the lease of ``path``, 0 if one
-    holds it without a readable record, None if the lease is free."""
+def _peek(path: str, run_dir: Path) -> tuple[bool, "Record | None"] | None:
+    """(held by a live daemon, its record) of the lease of ``path``; None
+    if there is no lease file."""
     try:
         fd = os.open(lease_path(path, run_dir), os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -173,27 +174,23 @@ def holder(path: str, run_dir: Path = RUN_DIR) -> int | None:
         except OSError as e:
             if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise
-            record = Record.parse(_read(fd))
-            return record.pid if record else 0
-        return None
+            return True, Record.parse(_read(fd))
+        return False, Record.parse(_read(fd))
     finally:
         os.close(fd)
+
+
+def holder(path: str, run_dir: Path = RUN_DIR) -> int | None:
+    """The pid of the live daemon holding the lease of ``path``, 0 if one
+    holds it without a readable record, None if the lease is free."""
+    peek = _peek(path, run_dir)
+    if peek is None or not peek[0]:
+        return None
+    return peek[1].pid if peek[1] else 0
 
 
 def dead_record(path: str, run_dir: Path = RUN_DIR) -> Record | None:
     """The record a dead daemon left for ``path`` (None if there is none or
     a live daemon holds the lease)."""
-    try:
-        fd = os.open(lease_path(path, run_dir), os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise
-            return None
-        return Record.parse(_read(fd))
-    finally:
-        os.close(fd)
+    peek = _peek(path, run_dir)
+    return None if peek is None or peek[0] else peek[1]

@@ -58,7 +58,9 @@ def possible_cpus() -> list[int]:
     """Every CPU the kernel may ever run a caller on: each needs a queue."""
     try:
         return _cpu_list(POSSIBLE_CPUS.read_text())
-    except OSError:
+    except OSError as e:
+        log.warning("cannot read %s (%s): a queue for each of the %d CPUs counted", POSSIBLE_CPUS, e.strerror,
+                    os.cpu_count() or 1)
         return list(range(os.cpu_count() or 1))
 
 

@@ -97,3 +97,11 @@ def test_a_queue_the_kernel_refuses_falls_back_to_dev_fuse(tmp_path, caplog, mon
         assert len(lines) == 1 and f"queue {last}: refused for the test" in lines[0], lines
     finally:
         stop(s)
+
+
+def test_possible_cpus_unreadable_counts_online_cpus_and_says_so(monkeypatch, tmp_path, caplog):
+    monkeypatch.setattr(uring, "POSSIBLE_CPUS", tmp_path / "no-such-file")
+    with caplog.at_level("WARNING", logger="nmfuse.dev"):
+        cpus = uring.possible_cpus()
+    assert cpus == list(range(os.cpu_count() or 1))
+    assert "no-such-file" in caplog.text
