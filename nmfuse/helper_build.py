@@ -14,7 +14,7 @@ import cffi
 HERE = Path(__file__).parent
 CSRC = HERE / "csrc"
 # One header + one source per concern; the order is the cdef order.
-PARTS = ("pool", "rings", "sync", "vale", "tap", "guard")
+PARTS = ("pool", "rings", "sync", "fast", "vale", "tap", "guard")
 
 
 def _load(name: str, path: Path):

@@ -1,5 +1,7 @@
 /* The sync rules; see sync.h for the contracts and kring.py for the
  * picture of who owns which slots. */
+#include <sys/time.h>
+
 #include "netmap_abi.h"
 #include "pool.h"
 #include "rings.h"
@@ -111,6 +113,17 @@ int nmh_rxsync_begin(struct nmh_kring *k, uint32_t head, uint32_t cur, uint32_t 
         return -1;
     }
     return 0;
+}
+
+void nmh_ring_timestamp(struct nmh_kring *k, int no_timestamp)
+{
+    struct timeval now;
+
+    if (no_timestamp && !(k->ring->flags & NR_TIMESTAMP))
+        return;
+    gettimeofday(&now, NULL);
+    k->ring->ts.tv_sec = now.tv_sec;
+    k->ring->ts.tv_usec = now.tv_usec;
 }
 
 int nmh_kring_tryget(struct nmh_kring *k)

@@ -24,9 +24,15 @@ struct nmh_kring {
     uint32_t nkr_num_slots;
     uint32_t tx;              /* 1 for a TX ring, 0 for RX */
     uint32_t nr_busy;         /* 1 while a sync holds the ring */
+    uint32_t c_sync;          /* the driver's sync, when it is C: NMH_SYNC_* */
     uint64_t stats_errors;    /* reinits (rings the user broke) */
     struct netmap_ring *ring; /* in shared memory, or NULL */
 };
+
+/* nmh_kring.c_sync: which C driver sync serves the ring, if any (0: the
+ * driver's sync is Python, only the Python path may sync it). */
+#define NMH_SYNC_PYTHON 0
+#define NMH_SYNC_NULL 1     /* null ports: succeed, move nothing */
 
 /* Put the pointers back at the start: an empty RX ring, a TX ring with
  * every slot but one free. */
@@ -63,6 +69,11 @@ int nmh_ring_reinit(struct nmh_kring *k, uint32_t objtotal, uint32_t bufsize);
  * Returns 0 if the driver may sync the ring, -1 after a reinit. */
 int nmh_txsync_begin(struct nmh_kring *k, uint32_t head, uint32_t cur, uint32_t objtotal, uint32_t bufsize);
 int nmh_rxsync_begin(struct nmh_kring *k, uint32_t head, uint32_t cur, uint32_t objtotal, uint32_t bufsize);
+
+/* ring->ts = now, after an rxsync (ring_timestamp_set): always, unless
+ * no_timestamp (netmap's sysctl) is set and the ring does not ask for it
+ * with NR_TIMESTAMP. */
+void nmh_ring_timestamp(struct nmh_kring *k, int no_timestamp);
 
 /* nm_kr_tryget / nm_kr_put: take the ring for one sync.  Returns 0 when
  * taken, -1 when another sync holds it (netmap's busy ring). */

@@ -18,8 +18,12 @@ class Core:
     """Ports, memory and drivers of one daemon.
 
     ``wake(kh)`` tells the device layer to wake a poller; it is called with
-    the lock held and must not block.
+    the lock held and must not block.  ``fast_hooks``, if the device layer
+    offers them (set by the top), takes ``install(fh, ioctl, poll, ctx)``
+    and ``remove(fh)`` of C request hooks for a bound file (binding.py).
     """
+
+    fast_hooks = None
 
     def __init__(self, mem, drivers: Iterable[Driver] = (), wake=lambda kh: None):
         self.mem = mem

@@ -30,10 +30,7 @@ them and calls the saved ones, as netmap does; ``mon`` holds a monitor's
 state for the ring.
 """
 
-import time
-
 from nmfuse._helper import ffi, lib
-from nmfuse.abi.netmap import RingFlag
 
 TX, RX = 0, 1
 DIRECTIONS = (TX, RX)
@@ -53,6 +50,7 @@ class Kring:
 
     __slots__ = (
         "__weakref__",
+        "_nm_sync",
         "_ring",
         "adapter",
         "c",
@@ -64,7 +62,6 @@ class Kring:
         "name",
         "need_ring",
         "nm_notify",
-        "nm_sync",
         "offset_gap",
         "offset_mask",
         "offset_max",
@@ -100,6 +97,20 @@ class Kring:
         self.nm_notify = adapter.wake_pollers
         self.mon = None              # monitor state (nmfuse.drivers.monitor)
         self.reset_pointers()
+
+    @property
+    def nm_sync(self):
+        """The ring's sync callback (netmap's nm_sync): the adapter's txsync or
+        rxsync, or what a monitor or a switch put in their place.  The C
+        fast path syncs the ring only while it is the adapter's own and the
+        adapter's sync is C (``Adapter.c_sync``)."""
+        return self._nm_sync
+
+    @nm_sync.setter
+    def nm_sync(self, fn) -> None:
+        self._nm_sync = fn
+        own = self.adapter.txsync if self.direction == TX else self.adapter.rxsync
+        self.c.c_sync = self.adapter.c_sync if fn == own else lib.NMH_SYNC_PYTHON
 
     # -- the pointers, kept in the C struct --
 
@@ -195,9 +206,7 @@ class Kring:
         """ring->ts = the wall clock in microseconds (netmap's microtime),
         after every rxsync: always, unless NO_TIMESTAMP is set and the ring
         does not ask for it with NR_TIMESTAMP (ring_timestamp_set)."""
-        if not NO_TIMESTAMP or self.ring.flags & RingFlag.TIMESTAMP:
-            now = time.time_ns() // 1000
-            self.ring.ts.tv_sec, self.ring.ts.tv_usec = divmod(now, 1_000_000)
+        lib.nmh_ring_timestamp(self.c, NO_TIMESTAMP)
 
     # -- slot accounting, used by drivers --
 

@@ -46,14 +46,21 @@ def _limits(kring) -> tuple[int, int]:
 
 
 def txsync_ring(kring) -> bool:
-    """One TX ring: prologue, driver sync, finalize.  False on a reinit."""
-    head, cur = user_pointers(kring)
-    if lib.nmh_txsync_begin(kring.c, head, cur, *_limits(kring)) < 0:
-        return False
-    if kring.nm_sync(kring) == 0:
-        lib.nmh_sync_finalize(kring.c)
+    """One TX ring: prologue, driver sync, finalize.  False on a reinit.
+    A ring the C fast path is syncing is skipped (netmap's busy ring)."""
+    c = kring.c
+    if lib.nmh_kring_tryget(c) < 0:
         return True
-    return False
+    try:
+        head, cur = user_pointers(kring)
+        if lib.nmh_txsync_begin(c, head, cur, *_limits(kring)) < 0:
+            return False
+        if kring.nm_sync(kring) == 0:
+            lib.nmh_sync_finalize(c)
+            return True
+        return False
+    finally:
+        lib.nmh_kring_put(c)
 
 
 def rxsync_ring(kring, forward_to=None) -> bool:
@@ -64,18 +71,24 @@ def rxsync_ring(kring, forward_to=None) -> bool:
     Unlike TX, a reinitialised RX ring is still synced, as netmap does
     (NIOCRXSYNC and netmap_poll): it releases nothing then, but new frames
     arrive in the same call."""
-    ok = True
-    head, cur = user_pointers(kring)
-    if lib.nmh_rxsync_begin(kring.c, head, cur, *_limits(kring)) < 0:
-        ok = False
-    else:
-        forward.released(kring, forward_to)
-    if kring.nm_sync(kring) == 0:
-        lib.nmh_sync_finalize(kring.c)
-    else:
-        ok = False
-    kring.timestamp()
-    return ok
+    c = kring.c
+    if lib.nmh_kring_tryget(c) < 0:
+        return True      # the C fast path is syncing it (netmap's busy ring)
+    try:
+        ok = True
+        head, cur = user_pointers(kring)
+        if lib.nmh_rxsync_begin(c, head, cur, *_limits(kring)) < 0:
+            ok = False
+        else:
+            forward.released(kring, forward_to)
+        if kring.nm_sync(kring) == 0:
+            lib.nmh_sync_finalize(c)
+        else:
+            ok = False
+        kring.timestamp()
+        return ok
+    finally:
+        lib.nmh_kring_put(c)
 
 
 def ioctl_sync(binding, direction: int) -> int:
