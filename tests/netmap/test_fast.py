@@ -1,0 +1,168 @@
+"""The C fast path of bound files (csrc/fast.c) against the Python sync
+engine: two null ports get the same user actions, one synced through the
+device handler (Python), the other through its C request hooks; their rings
+must end byte for byte the same.  Also: which bindings get hooks, that a
+busy ring is skipped, and that unbinding removes them."""
+
+import select
+
+import pytest
+from nmfuse._helper import lib
+
+from nmfuse.abi.fuse import Opcode, PollFlag
+from nmfuse.abi.fuse import ffi as fuse_ffi
+from nmfuse.abi.netmap import Ioctl
+from nmfuse.dev.hooks import RequestHooks
+from nmfuse.dev.hooks import ffi as hooks_ffi
+from nmfuse.dev.hooks import lib as hooks_lib
+from tests.netmap.conftest import CALLER
+
+GEOMETRY = {"nr_tx_rings": 2, "nr_rx_rings": 2, "nr_tx_slots": 8, "nr_rx_slots": 8}
+
+
+@pytest.fixture
+def hooked(h):
+    h.core.fast_hooks = RequestHooks()
+    return h
+
+
+def bound(h, name, **fields):
+    fh = h.open()
+    err, reg, _ = h.register(fh, name, **(GEOMETRY | fields))
+    assert err == 0
+    nifp = h.nifp(reg.nr_offset)
+    rings = [h.ring(nifp, i) for i in range(4)]   # tx0 tx1 rx0 rx1
+    return fh, rings
+
+
+def fuse(opcode, **arg) -> bytes:
+    ctype = {Opcode.IOCTL: "struct fuse_ioctl_in", Opcode.POLL: "struct fuse_poll_in"}[opcode]
+    body = fuse_ffi.new(ctype + " *", arg)
+    header = fuse_ffi.new("struct fuse_in_header *", {"opcode": opcode, "unique": 1})
+    return bytes(fuse_ffi.buffer(header)) + bytes(fuse_ffi.buffer(body))
+
+
+def in_c(h, data: bytes) -> bytes | None:
+    """The reply body the hooks give, or None if they left it to Python."""
+    out = hooks_ffi.new("uint8_t[64]")
+    n = hooks_lib.nmu_hooks_answer(h.core.fast_hooks._table, data, len(data), out, 64)
+    return bytes(hooks_ffi.buffer(out, n))[16:] if n else None
+
+
+def c_sync(h, fh, cmd) -> int:
+    body = in_c(h, fuse(Opcode.IOCTL, fh=fh, cmd=cmd))
+    assert body is not None, "the C path declined"
+    return fuse_ffi.cast("struct fuse_ioctl_out *", fuse_ffi.from_buffer(body)).result
+
+
+def c_poll(h, fh, events, notify=True) -> int | None:
+    body = in_c(h, fuse(Opcode.POLL, fh=fh, kh=5, flags=PollFlag.SCHEDULE_NOTIFY if notify else 0,
+                        events=events))
+    return None if body is None else fuse_ffi.cast("struct fuse_poll_out *", fuse_ffi.from_buffer(body)).revents
+
+
+def ring_state(ring, initial):
+    """What the rules write: the pointers, and each slot's buffer (by its
+    place in the ring's first buffers, so two rings compare), length, flags."""
+    where = {idx: i for i, idx in enumerate(initial)}
+    slots = [(where.get(s.buf_idx, ("raw", s.buf_idx)), s.len, s.flags)
+             for s in (ring.slot[i] for i in range(ring.num_slots))]
+    return ring.head, ring.cur, ring.tail, ring.flags, slots
+
+
+def buffers(ring):
+    return [ring.slot[i].buf_idx for i in range(ring.num_slots)]
+
+
+# user actions: (ring index, head, cur, slot scribbles {slot: (buf_idx, len)})
+SCRIPT = [
+    (0, 3, 3, {}), (0, 5, 6, {}), (1, 7, 7, {1: (10**7, 60)}),   # a bad buffer handed over: reinit
+    (0, 2, 2, {}),                                              # behind rhead: reinit
+    (2, 0, 0, {}), (2, 3, 1, {}), (3, 0, 0, {4: (0, 9999)}),
+    (1, 2, 4, {}), (0, 9, 9, {}),                               # out of range
+]
+
+
+def test_c_syncs_leave_the_rings_python_leaves(hooked):
+    h = hooked
+    py_fh, py = bound(h, "py")
+    c_fh, c = bound(h, "c")
+    assert h.dev.bindings[c_fh].fast is not None
+    py_bufs, c_bufs = [buffers(r) for r in py], [buffers(r) for r in c]
+    for index, head, cur, scribbles in SCRIPT:
+        for rings in (py, c):
+            ring = rings[index]
+            ring.head, ring.cur = head, cur
+            for slot, (idx, length) in scribbles.items():
+                ring.slot[slot].buf_idx, ring.slot[slot].len = idx, length
+        cmd = Ioctl.NIOCTXSYNC if index < 2 else Ioctl.NIOCRXSYNC
+        assert h.dev.ioctl(CALLER, py_fh, cmd, 0, b"", 0)[0] == 0
+        assert c_sync(h, c_fh, cmd) == 0
+        for a, b, a0, b0 in zip(py, c, py_bufs, c_bufs, strict=True):
+            assert ring_state(a, a0) == ring_state(b, b0), (index, head, cur)
+    # poll, with and without something ready
+    for events in (select.POLLOUT, select.POLLIN, select.POLLIN | select.POLLOUT):
+        want = h.dev.poll(CALLER, py_fh, events, None)
+        got = c_poll(h, c_fh, events, notify=False)
+        assert got == want, events
+    py_errors = [k.stats_errors for k in h.dev.bindings[py_fh].all_krings()]
+    c_errors = [k.stats_errors for k in h.dev.bindings[c_fh].all_krings()]
+    assert py_errors == c_errors and sum(c_errors) > 0
+
+
+def test_a_poll_that_must_wait_goes_to_python(hooked):
+    h = hooked
+    fh, _ = bound(h, "w")
+    assert c_poll(h, fh, select.POLLIN) is None          # nothing to read: Python arms the wake-up
+    assert c_poll(h, fh, select.POLLIN, notify=False) == 0
+
+
+def test_a_busy_ring_is_skipped_by_both_paths(hooked):
+    h = hooked
+    fh, rings = bound(h, "b")
+    kring = h.dev.bindings[fh].krings(0)[0]
+    assert lib.nmh_kring_tryget(kring.c) == 0           # a sync in flight elsewhere
+    rings[0].head = rings[0].cur = 4
+    assert c_sync(h, fh, Ioctl.NIOCTXSYNC) == 0
+    assert h.sync(fh, Ioctl.NIOCTXSYNC) == 0
+    assert kring.rhead == 0                              # neither touched it
+    lib.nmh_kring_put(kring.c)
+    assert c_sync(h, fh, Ioctl.NIOCTXSYNC) == 0
+    assert kring.rhead == 4
+
+
+def test_only_bindings_whose_rings_sync_in_c_get_hooks(hooked):
+    h = hooked
+    fh, _ = bound(h, "n")
+    assert h.dev.bindings[fh].fast is not None
+    a, b = h.open(), h.open()
+    assert h.register(a, "p{1", mode=1, mem_id=0)[0] == 0   # a pipe: its syncs are Python
+    assert h.dev.bindings[a].fast is None
+    assert in_c(h, fuse(Opcode.IOCTL, fh=a, cmd=Ioctl.NIOCTXSYNC)) is None
+    assert in_c(h, fuse(Opcode.IOCTL, fh=b, cmd=Ioctl.NIOCTXSYNC)) is None   # not bound
+
+
+def test_csb_mode_and_unbinding_leave_it_to_python(hooked):
+    h = hooked
+    fh, _ = bound(h, "u")
+    binding = h.dev.bindings[fh]
+    binding.csb = (1, 2)
+    assert in_c(h, fuse(Opcode.IOCTL, fh=fh, cmd=Ioctl.NIOCTXSYNC)) is None
+    binding.csb = None
+    assert in_c(h, fuse(Opcode.IOCTL, fh=fh, cmd=Ioctl.NIOCTXSYNC)) is not None
+    h.dev.release(fh)
+    assert binding.fast is None
+    assert in_c(h, fuse(Opcode.IOCTL, fh=fh, cmd=Ioctl.NIOCTXSYNC)) is None
+
+
+def test_a_monitor_on_a_ring_takes_it_back_to_python(hooked):
+    h = hooked
+    fh, _ = bound(h, "m")
+    kring = h.dev.bindings[fh].krings(0)[0]
+    saved = kring.nm_sync
+    kring.nm_sync = lambda k: saved(k)                  # what a monitor does
+    assert in_c(h, fuse(Opcode.IOCTL, fh=fh, cmd=Ioctl.NIOCTXSYNC)) is None
+    assert in_c(h, fuse(Opcode.IOCTL, fh=fh, cmd=Ioctl.NIOCRXSYNC)) is not None
+    kring.nm_sync = saved
+    assert in_c(h, fuse(Opcode.IOCTL, fh=fh, cmd=Ioctl.NIOCTXSYNC)) is not None
+
