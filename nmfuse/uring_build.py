@@ -35,7 +35,7 @@ ffibuilder.cdef(_cdef.cdef_source(URING_H))
 ffibuilder.cdef(_cdef.cdef_source(HOOK_H))
 ffibuilder.set_source(
     "nmfuse._uring",
-    '#include "uring.h"\n#include "uring.c"\n#include "hook.h"\n#include "hook.c"\n',
+    '#include "uring.h"\n#include "hook.h"\n#include "uring.c"\n#include "hook.c"\n',
     include_dirs=[str(URING_H.parent), str(_cdef.HERE)],
     extra_compile_args=["-O2", "-std=gnu11", "-Wall"],
 )

@@ -3,9 +3,9 @@
 A layer above may hand the device layer, for one open file, two C
 functions and a context that answer that file's IOCTL and POLL requests
 in the request worker, without Python and with the GIL released: the
-worker's read loop (``nmu_hooks_read``, for /dev/fuse and its clones)
-reads a request, answers it through the hooks when they take it, and
-returns to Python only with a request they leave.  The device layer does
+worker's read loop (``nmu_hooks_read`` for /dev/fuse and its clones, the
+queue's wait for io_uring) reads a request, answers it through the hooks
+when they take it, and returns to Python only with a request they leave.  The device layer does
 not know what the functions do; see hook.h for their contract (a hook
 may decline; removing one waits for its calls in flight).
 """
@@ -22,6 +22,11 @@ class RequestHooks:
 
     def __init__(self):
         self._table = ffi.new("struct nmu_hooks *")
+
+    @property
+    def table(self):
+        """The C table (``struct nmu_hooks *``), for the io_uring queues."""
+        return self._table
 
     def install(self, fh: int, ioctl: int, poll: int, ctx: int) -> bool:
         """Answer ``fh``'s IOCTL and POLL through the C functions at addresses

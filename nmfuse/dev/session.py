@@ -33,8 +33,8 @@ Threading and shutdown model
   called from all of them at once and must lock what it shares.
 * Request hooks: ``hooks`` (nmfuse.dev.hooks) lets the layer above answer
   a file's IOCTL and POLL in C; the /dev/fuse loops read through it, so a
-  hooked request never reaches Python.  (The io_uring queues do not
-  consult it yet: their requests all come to Python.)
+  hooked request never reaches Python; so do the io_uring queues, inside
+  their wait (csrc/uring.c).
 * ``notify_poll`` may be called from any thread, including the request
   thread while a handler runs (a pipe write waking its peer's poller).
 * ``shutdown`` may be called from any thread, any number of times: it
@@ -322,6 +322,8 @@ class Session:
 
         def serve(queue) -> None:
             worker = Worker(f"uring{queue.cpu}", queue, cpu=queue.cpu)
+            if self.hooks is not None:  # hooked requests are answered inside the queue's wait
+                worker.hooked = queue.use_hooks(self.hooks)
             with self._lock:
                 self._workers.append(worker)
             self._serve_worker(worker)

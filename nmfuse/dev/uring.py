@@ -132,6 +132,12 @@ class UringQueue:
         self._answered = True
         self._dst: tuple[object, object] | None = None  # (buffer, its cffi pointer)
 
+    def use_hooks(self, hooks):
+        """Answer the requests ``hooks`` (a RequestHooks) take inside the
+        wait, in C; returns the counter of those it answered (a ``uint64_t *``)."""
+        self._q.hooks = hooks.table
+        return self._ffi.addressof(self._q, "hooked")
+
     def open(self) -> None:
         """Make the ring and register the entry; in the serving thread.
 

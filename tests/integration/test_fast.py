@@ -64,9 +64,17 @@ def _settled(mount, timeout=20):
         time.sleep(0.1)
 
 
-@pytest.fixture(params=["1", "4"], ids=["one-reader", "cloned-readers"])
+@pytest.fixture(params=[["--workers", "1"], ["--workers", "4"], ["--uring"]],
+                ids=["one-reader", "cloned-readers", "io_uring"])
 def fast_mount(request, tmp_path):
-    m = Mount(str(tmp_path / "netmap"), "--buf-num", "32768", "--workers", request.param)
+    if request.param == ["--uring"]:
+        request.getfixturevalue("uring_enabled")
+    m = Mount(str(tmp_path / "netmap"), "--buf-num", "32768", *request.param)
+    if request.param == ["--uring"]:
+        deadline = time.monotonic() + 20
+        while m.status()["workers"] < 2 and time.monotonic() < deadline:  # queues register in the background
+            time.sleep(0.05)
+        assert m.status()["transport"] == "io_uring"
     yield m
     code = m.stop()
     assert not _mounted(m.path)
