@@ -33,8 +33,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from nmfuse.dev import request as rq
 from nmfuse.abi.fuse import ffi as fuse_ffi
+from nmfuse.dev import request as rq
 
 log = logging.getLogger("nmfuse.dev")
 
