@@ -1,5 +1,6 @@
 /* The C fast path of a bound file; see fast.h. */
 #include <poll.h>
+#include <unistd.h>
 
 #include "netmap_abi.h"
 #include "sync.h"
@@ -8,11 +9,29 @@
 #define WANT_IN (POLLIN | POLLRDNORM)
 #define WANT_OUT (POLLOUT | POLLWRNORM)
 
+/* A ring a C sync moved: if pollers may wait on it, flag it and tell the
+ * binding's waker (Python, which knows the pollers and wakes them). */
+static void moved(const struct nmh_fast_binding *b, struct nmh_kring *k)
+{
+    uint64_t one = 1;
+
+    if (__atomic_load_n(&k->waiting, __ATOMIC_SEQ_CST) && b->wake_fd >= 0) {
+        __atomic_store_n(&k->wake, 1, __ATOMIC_SEQ_CST);
+        if (write(b->wake_fd, &one, sizeof one) < 0) {
+            /* an eventfd write fails only at its counter's maximum: already signalled */
+        }
+    }
+}
+
 /* The driver's per-slot work, by nmh_kring.c_sync. */
-static int driver_sync(struct nmh_kring *k)
+static int driver_sync(const struct nmh_fast_binding *b, struct nmh_kring *k)
 {
     switch (k->c_sync) {
     case NMH_SYNC_NULL:
+        return 0;
+    case NMH_SYNC_PIPE:
+        if (k->tx ? nmh_pipe_txsync(k) : nmh_pipe_rxsync(k))
+            moved(b, k->peer);
         return 0;
     default:
         return -1;
@@ -22,7 +41,9 @@ static int driver_sync(struct nmh_kring *k)
 static int all_c(struct nmh_kring **kr, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++)
-        if (kr[i]->c_sync == NMH_SYNC_PYTHON || kr[i]->ring == NULL)
+        if (kr[i]->c_sync == NMH_SYNC_PYTHON || kr[i]->ring == NULL ||
+            (kr[i]->c_sync == NMH_SYNC_PIPE && (kr[i]->peer == NULL || kr[i]->peer->ring == NULL ||
+                                                kr[i]->peer->c_sync == NMH_SYNC_PYTHON)))
             return 0;
     return 1;
 }
@@ -34,7 +55,7 @@ static int txsync_ring(const struct nmh_fast_binding *b, struct nmh_kring *k)
 
     if (nmh_kring_tryget(k) < 0)
         return 1;
-    if (nmh_txsync_begin(k, k->ring->head, k->ring->cur, b->objtotal, b->bufsize) == 0 && driver_sync(k) == 0) {
+    if (nmh_txsync_begin(k, k->ring->head, k->ring->cur, b->objtotal, b->bufsize) == 0 && driver_sync(b, k) == 0) {
         nmh_sync_finalize(k);
         ok = 1;
     }
@@ -51,7 +72,7 @@ static int rxsync_ring(const struct nmh_fast_binding *b, struct nmh_kring *k)
         return 1;
     if (nmh_rxsync_begin(k, k->ring->head, k->ring->cur, b->objtotal, b->bufsize) < 0)
         ok = 0;
-    if (driver_sync(k) == 0)
+    if (driver_sync(b, k) == 0)
         nmh_sync_finalize(k);
     else
         ok = 0;

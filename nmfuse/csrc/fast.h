@@ -25,6 +25,7 @@ struct nmh_fast_binding {
     uint32_t bufsize;
     uint32_t txpoll;        /* poll syncs TX rings even when not asked (no NR_NO_TX_POLL) */
     uint32_t csb;           /* CSB mode: syncs are refused, by Python */
+    int32_t wake_fd;        /* eventfd: a ring with pollers moved (see nmh_kring.wake), or -1 */
     uint64_t answered;      /* requests answered here */
 };
 

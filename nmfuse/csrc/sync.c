@@ -126,6 +126,44 @@ void nmh_ring_timestamp(struct nmh_kring *k, int no_timestamp)
     k->ring->ts.tv_usec = now.tv_usec;
 }
 
+static uint32_t handed_over(struct nmh_kring *k)
+{
+    uint32_t n = k->nkr_num_slots;
+
+    k->nr_hwtail = __atomic_load_n(&k->pipe_tail, __ATOMIC_ACQUIRE);
+    return k->rhead >= k->nr_hwcur ? k->rhead - k->nr_hwcur : k->rhead + n - k->nr_hwcur;
+}
+
+int nmh_pipe_txsync(struct nmh_kring *k)
+{
+    struct nmh_kring *rx = k->peer;
+    uint32_t n = k->nkr_num_slots, m = handed_over(k), end;
+
+    if (m == 0)
+        return 0;
+    end = nmh_pipe_forward(k->ring->slot, rx->ring->slot, n, k->nr_hwcur, m, rx->offset_mask);
+    k->nr_hwcur = k->rhead;
+    k->stats_packets += m;
+    if (end >= n)
+        return 0;       /* no complete frame yet */
+    __atomic_store_n(&rx->pipe_tail, end, __ATOMIC_SEQ_CST);
+    return 1;
+}
+
+int nmh_pipe_rxsync(struct nmh_kring *k)
+{
+    struct nmh_kring *tx = k->peer;
+    uint32_t n = k->nkr_num_slots, m = handed_over(k);
+
+    if (m == 0)
+        return 0;
+    nmh_pipe_release(k->ring->slot, tx->ring->slot, n, k->nr_hwcur, m);
+    __atomic_store_n(&tx->pipe_tail, k->rhead == 0 ? n - 1 : k->rhead - 1, __ATOMIC_SEQ_CST);
+    k->nr_hwcur = k->rhead;
+    k->stats_packets += m;
+    return 1;
+}
+
 int nmh_kring_tryget(struct nmh_kring *k)
 {
     uint32_t free_ = 0;

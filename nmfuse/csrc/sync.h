@@ -26,13 +26,21 @@ struct nmh_kring {
     uint32_t nr_busy;         /* 1 while a sync holds the ring */
     uint32_t c_sync;          /* the driver's sync, when it is C: NMH_SYNC_* */
     uint64_t stats_errors;    /* reinits (rings the user broke) */
+    uint64_t stats_packets;   /* slots synced */
+    uint64_t offset_mask;     /* of slot.ptr (NETMAP_REQ_OPT_OFFSETS), 0: none */
     struct netmap_ring *ring; /* in shared memory, or NULL */
+    struct nmh_kring *peer;   /* pipes: the peer's ring in the other direction */
+    uint32_t pipe_tail;       /* pipes: the hwtail the peer's syncs published */
+    uint32_t waiting;         /* pollers may wait: a C sync that moves the ring must wake them */
+    uint32_t wake;            /* set by a C sync that moved the ring while pollers waited */
+    uint32_t pad;
 };
 
 /* nmh_kring.c_sync: which C driver sync serves the ring, if any (0: the
  * driver's sync is Python, only the Python path may sync it). */
 #define NMH_SYNC_PYTHON 0
 #define NMH_SYNC_NULL 1     /* null ports: succeed, move nothing */
+#define NMH_SYNC_PIPE 2     /* pipes: nmh_pipe_txsync / nmh_pipe_rxsync */
 
 /* Put the pointers back at the start: an empty RX ring, a TX ring with
  * every slot but one free. */
@@ -74,6 +82,18 @@ int nmh_rxsync_begin(struct nmh_kring *k, uint32_t head, uint32_t cur, uint32_t 
  * no_timestamp (netmap's sysctl) is set and the ring does not ask for it
  * with NR_TIMESTAMP. */
 void nmh_ring_timestamp(struct nmh_kring *k, int no_timestamp);
+
+/* ---- the drivers' syncs that are C ---- */
+
+/* Pipes (netmap_pipe_txsync / rxsync).  TX: publish the tail the peer left
+ * (pipe_tail) as hwtail, move the slots handed over [hwcur, rhead) into the
+ * peer RX ring and publish there the end of the last complete frame.  RX:
+ * publish the tail, give the released slots' buffers back to the peer TX
+ * ring and publish its new tail.  Both return 1 when the peer ring moved
+ * (its pollers need a wake), else 0.  pipe_tail is the one field both ends
+ * write each other's: stored with release order, after the slots. */
+int nmh_pipe_txsync(struct nmh_kring *k);
+int nmh_pipe_rxsync(struct nmh_kring *k);
 
 /* nm_kr_tryget / nm_kr_put: take the ring for one sync.  Returns 0 when
  * taken, -1 when another sync holds it (netmap's busy ring). */

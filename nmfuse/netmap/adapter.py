@@ -210,6 +210,7 @@ class Adapter:
     def wake_pollers(self, kring: Kring) -> None:
         """Wake the pollers of ``kring`` and of its whole direction."""
         wake = self.core.wake
+        kring.c.waiting = 0   # a poll that goes on waiting says so again
         if kring.waiters:
             for kh in kring.waiters:
                 wake(kh)

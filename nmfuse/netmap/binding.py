@@ -17,12 +17,17 @@ decline).
 """
 
 import errno
+import logging
+import os
+import threading
 from contextlib import ExitStack
 
 from nmfuse._helper import ffi as helper_ffi
 from nmfuse._helper import lib
 from nmfuse.abi.netmap import NETMAP_API, RegFlag, RegMode, ffi
 from nmfuse.netmap.kring import DIRECTIONS, RX, TX
+
+log = logging.getLogger("nmfuse.netmap")
 
 
 class Binding:
@@ -177,6 +182,34 @@ def do_unregif(binding: Binding) -> None:
     adapter.mem.sweep()
 
 
+class FastWaker:
+    """Wakes the pollers of rings a C sync moved (a pipe's peer ring): the
+    C path cannot write FUSE notifications, so it flags the ring
+    (``kring.c.wake``) and signals an eventfd; this thread then runs the
+    ring's notify under the core lock, as a Python sync would have."""
+
+    def __init__(self, core):
+        self.core = core
+        self.fd = os.eventfd(0, os.EFD_CLOEXEC)
+        self.bindings: set[Binding] = set()
+        threading.Thread(target=self._run, name="nmfuse-waker", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                os.eventfd_read(self.fd)
+            except OSError as e:
+                log.error("waker: %s; pollers of rings moved in C are no longer woken", e)
+                return
+            with self.core.lock:
+                for binding in list(self.bindings):
+                    for kring in binding.all_krings():
+                        peer = kring.peer
+                        if peer is not None and peer.c.wake:
+                            peer.c.wake = 0
+                            peer.adapter.notify(peer)
+
+
 def _fast_install(binding: Binding) -> None:
     """C hooks for a binding whose every ring has a C sync, when the device
     layer offers them; otherwise the binding stays with Python."""
@@ -188,13 +221,17 @@ def _fast_install(binding: Binding) -> None:
     tx = helper_ffi.new("struct nmh_kring *[]", [k.c for k in binding.krings(TX)] or 1)
     rx = helper_ffi.new("struct nmh_kring *[]", [k.c for k in binding.krings(RX)] or 1)
     mem = adapter.mem
-    fast = helper_ffi.new("struct nmh_fast_binding *", {
+    waker = adapter.core.fast_waker
+    if waker is None:
+        waker = adapter.core.fast_waker = FastWaker(adapter.core)
+    fast = helper_ffi.new("struct nmh_fast_binding *", {"wake_fd": waker.fd,
         "tx": tx, "rx": rx, "ntx": binding.qlast[TX] - binding.qfirst[TX],
         "nrx": binding.qlast[RX] - binding.qfirst[RX], "objtotal": mem.bufs.objtotal,
         "bufsize": mem.buf_size, "txpoll": int(binding.txpoll)})
     if hooks.install(binding.fh, _address(helper_ffi.addressof(lib, "nmh_fast_ioctl")),
                      _address(helper_ffi.addressof(lib, "nmh_fast_poll")), _address(fast)):
         binding.fast, binding._fast_keep = fast, (tx, rx)
+        waker.bindings.add(binding)
 
 
 def _address(pointer) -> int:
@@ -204,7 +241,14 @@ def _address(pointer) -> int:
 def _fast_remove(binding: Binding) -> None:
     """Remove the binding's C hooks; returns once no C sync of it runs."""
     if binding.fast is not None:
-        binding.adapter.core.fast_hooks.remove(binding.fh)
+        core = binding.adapter.core
+        core.fast_hooks.remove(binding.fh)
+        core.fast_waker.bindings.discard(binding)
+        for kring in binding.all_krings():   # a wake the waker has not run yet
+            peer = kring.peer
+            if peer is not None and peer.c.wake:
+                peer.c.wake = 0
+                peer.adapter.notify(peer)
         binding.fast, binding._fast_keep = None, ()
 
 

@@ -24,6 +24,7 @@ class Core:
     """
 
     fast_hooks = None
+    fast_waker = None   # wakes pollers of rings the C fast path moved (binding.FastWaker)
 
     def __init__(self, mem, drivers: Iterable[Driver] = (), wake=lambda kh: None):
         self.mem = mem

@@ -50,7 +50,9 @@ class Kring:
 
     __slots__ = (
         "__weakref__",
+        "_nm_notify",
         "_nm_sync",
+        "_peer",
         "_ring",
         "adapter",
         "c",
@@ -61,16 +63,11 @@ class Kring:
         "mon",
         "name",
         "need_ring",
-        "nm_notify",
         "offset_gap",
-        "offset_mask",
         "offset_max",
-        "peer",
-        "pipe_tail",
         "ring_offset",
         "stats_bytes",
         "stats_drops",
-        "stats_packets",
         "users",
         "waiters",
     )
@@ -88,13 +85,12 @@ class Kring:
         self.users = 0
         self.exclusive = False
         self.need_ring = False       # a peer needs this ring even without users (pipes)
-        self.offset_mask = self.offset_max = self.offset_gap = 0
+        self.offset_max = self.offset_gap = 0
         self.waiters: set[int] = set()  # FUSE poll handles to wake
-        self.peer = None
-        self.pipe_tail = 0
-        self.stats_packets = self.stats_bytes = self.stats_drops = 0
+        self._peer = None
+        self.stats_bytes = self.stats_drops = 0
+        self._nm_notify = adapter.wake_pollers
         self.nm_sync = adapter.txsync if direction == TX else adapter.rxsync
-        self.nm_notify = adapter.wake_pollers
         self.mon = None              # monitor state (nmfuse.drivers.monitor)
         self.reset_pointers()
 
@@ -109,8 +105,25 @@ class Kring:
     @nm_sync.setter
     def nm_sync(self, fn) -> None:
         self._nm_sync = fn
-        own = self.adapter.txsync if self.direction == TX else self.adapter.rxsync
-        self.c.c_sync = self.adapter.c_sync if fn == own else lib.NMH_SYNC_PYTHON
+        self._c_sync_update()
+
+    @property
+    def nm_notify(self):
+        """The ring's notify callback (netmap's nm_notify): by default waking
+        its pollers; a monitor or a switch may take it over, and then only
+        Python syncs the ring (its notify must run on every move)."""
+        return self._nm_notify
+
+    @nm_notify.setter
+    def nm_notify(self, fn) -> None:
+        self._nm_notify = fn
+        self._c_sync_update()
+
+    def _c_sync_update(self) -> None:
+        adapter = self.adapter
+        own = adapter.txsync if self.direction == TX else adapter.rxsync
+        mine = self._nm_sync == own and self._nm_notify == adapter.wake_pollers
+        self.c.c_sync = adapter.c_sync if mine else lib.NMH_SYNC_PYTHON
 
     # -- the pointers, kept in the C struct --
 
@@ -177,6 +190,43 @@ class Kring:
     @rtail.setter
     def rtail(self, v: int) -> None:
         self.c.rtail = v
+
+    @property
+    def peer(self):
+        """Pipes: the peer's kring in the other direction, or None."""
+        return self._peer
+
+    @peer.setter
+    def peer(self, kring) -> None:
+        self._peer = kring
+        self.c.peer = ffi.NULL if kring is None else kring.c
+
+    @property
+    def pipe_tail(self) -> int:
+        """Pipes: the hwtail the peer's syncs published for this ring."""
+        return self.c.pipe_tail
+
+    @pipe_tail.setter
+    def pipe_tail(self, v: int) -> None:
+        self.c.pipe_tail = v
+
+    @property
+    def offset_mask(self) -> int:
+        """The mask of slot.ptr that holds a buffer offset (OFFSETS option), 0: none."""
+        return self.c.offset_mask
+
+    @offset_mask.setter
+    def offset_mask(self, v: int) -> None:
+        self.c.offset_mask = v
+
+    @property
+    def stats_packets(self) -> int:
+        """Slots synced."""
+        return self.c.stats_packets
+
+    @stats_packets.setter
+    def stats_packets(self, v: int) -> None:
+        self.c.stats_packets = v
 
     @property
     def stats_errors(self) -> int:

@@ -114,6 +114,13 @@ def poll(binding, events: int, kh: int | None) -> int:
     revents = 0
     want_tx = events & POLLOUT
     want_rx = events & POLLIN
+    if kh is not None:
+        # Before the syncs: a C sync that moves one of these rings after we
+        # looked then sees a possible waiter and has it woken (fast.c).
+        for direction, wanted in ((TX, want_tx), (RX, want_rx)):
+            if wanted:
+                for kring in binding.krings(direction):
+                    kring.c.waiting = 1
 
     if binding.txpoll or want_tx:
         for kring in binding.krings(TX):

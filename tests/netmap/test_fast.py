@@ -5,6 +5,7 @@ must end byte for byte the same.  Also: which bindings get hooks, that a
 busy ring is skipped, and that unbinding removes them."""
 
 import select
+import time
 
 import pytest
 from nmfuse._helper import lib
@@ -136,7 +137,7 @@ def test_only_bindings_whose_rings_sync_in_c_get_hooks(hooked):
     fh, _ = bound(h, "n")
     assert h.dev.bindings[fh].fast is not None
     a, b = h.open(), h.open()
-    assert h.register(a, "p{1", mode=1, mem_id=0)[0] == 0   # a pipe: its syncs are Python
+    assert h.register(a, "vale1:x", mode=1, mem_id=0)[0] == 0   # a VALE port: its syncs are Python
     assert h.dev.bindings[a].fast is None
     assert in_c(h, fuse(Opcode.IOCTL, fh=a, cmd=Ioctl.NIOCTXSYNC)) is None
     assert in_c(h, fuse(Opcode.IOCTL, fh=b, cmd=Ioctl.NIOCTXSYNC)) is None   # not bound
@@ -166,3 +167,53 @@ def test_a_monitor_on_a_ring_takes_it_back_to_python(hooked):
     kring.nm_sync = saved
     assert in_c(h, fuse(Opcode.IOCTL, fh=fh, cmd=Ioctl.NIOCTXSYNC)) is not None
 
+
+
+def pipe(h, name):
+    a, b = h.open(), h.open()
+    ea, ra, _ = h.register(a, name + "{1", mode=1, mem_id=0, nr_tx_slots=8, nr_rx_slots=8)
+    eb, rb, _ = h.register(b, name + "}1", mode=1, mem_id=0, nr_tx_slots=8, nr_rx_slots=8)
+    assert ea == eb == 0
+    na, nb = h.nifp(ra.nr_offset), h.nifp(rb.nr_offset)
+    return (a, h.ring(na, 0)), (b, h.ring(nb, 1))     # master TX, slave RX
+
+
+PIPE_SCRIPT = [  # (which end, head advance); TX slots get lengths 60 + k
+    ("tx", 3), ("rx", 0), ("rx", 2), ("tx", 4), ("rx", 1), ("tx", 2), ("rx", 4), ("tx", 7), ("rx", 0),
+]
+
+
+def test_c_pipe_syncs_leave_the_rings_python_leaves(hooked):
+    h = hooked
+    (pa, ptx), (pb, prx) = pipe(h, "pp")
+    (ca, ctx), (cb, crx) = pipe(h, "cp")
+    assert h.dev.bindings[ca].fast is not None and h.dev.bindings[cb].fast is not None
+    bufs = {id(r): buffers(r) for r in (ptx, prx)}
+    cbufs = {id(r): buffers(r) for r in (ctx, crx)}
+    for end, advance in PIPE_SCRIPT:
+        for tx, rx, a, b, via_c in ((ptx, prx, pa, pb, False), (ctx, crx, ca, cb, True)):
+            ring, fh, cmd = (tx, a, Ioctl.NIOCTXSYNC) if end == "tx" else (rx, b, Ioctl.NIOCRXSYNC)
+            room = (ring.tail - ring.head) % ring.num_slots
+            for k in range(min(advance, room)):
+                ring.slot[(ring.head + k) % ring.num_slots].len = 60 + k
+            ring.head = ring.cur = (ring.head + min(advance, room)) % ring.num_slots
+            if via_c:
+                assert c_sync(h, fh, cmd) == 0
+            else:
+                assert h.dev.ioctl(CALLER, fh, cmd, 0, b"", 0)[0] == 0
+        assert ring_state(ptx, bufs[id(ptx)]) == ring_state(ctx, cbufs[id(ctx)]), (end, advance)
+        assert ring_state(prx, bufs[id(ptx)]) == ring_state(crx, cbufs[id(ctx)]), (end, advance)
+
+
+def test_a_c_pipe_sync_wakes_the_peer_poller(hooked):
+    h = hooked
+    (a, tx), (b, _) = pipe(h, "wp")
+    assert h.dev.poll(CALLER, b, select.POLLIN, 77) == 0     # Python arms the wake-up
+    tx.slot[0].len = 60
+    tx.head = tx.cur = 1
+    assert c_sync(h, a, Ioctl.NIOCTXSYNC) == 0
+    deadline = time.monotonic() + 10
+    while 77 not in h.woken and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert 77 in h.woken, "the waker woke the receiver"
+    assert c_poll(h, b, select.POLLIN) == select.POLLIN
