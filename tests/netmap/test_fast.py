@@ -27,6 +27,13 @@ def hooked(h):
     return h
 
 
+@pytest.fixture
+def c_pipes(monkeypatch):
+    """Pipes on the C fast path (off by default, see pipe.py)."""
+    from nmfuse.drivers.pipe import PipeAdapter
+    monkeypatch.setattr(PipeAdapter, "c_sync", lib.NMH_SYNC_PIPE)
+
+
 def bound(h, name, **fields):
     fh = h.open()
     err, reg, _ = h.register(fh, name, **(GEOMETRY | fields))
@@ -183,7 +190,7 @@ PIPE_SCRIPT = [  # (which end, head advance); TX slots get lengths 60 + k
 ]
 
 
-def test_c_pipe_syncs_leave_the_rings_python_leaves(hooked):
+def test_c_pipe_syncs_leave_the_rings_python_leaves(hooked, c_pipes):
     h = hooked
     (pa, ptx), (pb, prx) = pipe(h, "pp")
     (ca, ctx), (cb, crx) = pipe(h, "cp")
@@ -205,7 +212,7 @@ def test_c_pipe_syncs_leave_the_rings_python_leaves(hooked):
         assert ring_state(prx, bufs[id(ptx)]) == ring_state(crx, cbufs[id(ctx)]), (end, advance)
 
 
-def test_a_c_pipe_sync_wakes_the_peer_poller(hooked):
+def test_a_c_pipe_sync_wakes_the_peer_poller(hooked, c_pipes):
     h = hooked
     (a, tx), (b, _) = pipe(h, "wp")
     assert h.dev.poll(CALLER, b, select.POLLIN, 77) == 0     # Python arms the wake-up
