@@ -9,13 +9,31 @@
 #define WANT_IN (POLLIN | POLLRDNORM)
 #define WANT_OUT (POLLOUT | POLLWRNORM)
 
-/* A ring a C sync moved: if pollers may wait on it, flag it and tell the
- * binding's waker (Python, which knows the pollers and wakes them). */
+typedef int (*nmh_notify_fn)(void *, uint64_t);
+
+/* A ring a C sync moved: wake its pollers.  Armed, the handles in kh[]
+ * are complete and are woken here, once (the kernel polls again, and a
+ * poll that still waits arms the ring again); while Python is busy with
+ * the ring, or with too many pollers, the ring is flagged and the
+ * binding's waker (Python, under the core lock) wakes them. */
 static void moved(const struct nmh_fast_binding *b, struct nmh_kring *k)
 {
     uint64_t one = 1;
+    uint32_t w = __atomic_load_n(&k->waiting, __ATOMIC_SEQ_CST);
 
-    if (__atomic_load_n(&k->waiting, __ATOMIC_SEQ_CST) && b->wake_fd >= 0) {
+    if (w == NMH_WAIT_NONE)
+        return;
+    if (w == NMH_WAIT_ARMED && b->notify &&
+        __atomic_compare_exchange_n(&k->waiting, &w, NMH_WAIT_NONE, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+        uint32_t n = __atomic_load_n(&k->nkh, __ATOMIC_ACQUIRE);
+        if (n <= NMH_KH) {
+            for (uint32_t i = 0; i < n; i++)
+                ((nmh_notify_fn)b->notify)(b->notify_ctx, k->kh[i]);
+            return;
+        }
+    }
+    /* busy, changed meanwhile, or too many pollers: the waker */
+    if (b->wake_fd >= 0) {
         __atomic_store_n(&k->wake, 1, __ATOMIC_SEQ_CST);
         if (write(b->wake_fd, &one, sizeof one) < 0) {
             /* an eventfd write fails only at its counter's maximum: already signalled */

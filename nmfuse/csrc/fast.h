@@ -26,6 +26,8 @@ struct nmh_fast_binding {
     uint32_t txpoll;        /* poll syncs TX rings even when not asked (no NR_NO_TX_POLL) */
     uint32_t csb;           /* CSB mode: syncs are refused, by Python */
     int32_t wake_fd;        /* eventfd: a ring with pollers moved (see nmh_kring.wake), or -1 */
+    void *notify;           /* int (*)(void *, uint64_t kh): wake pollers (the device layer's), or NULL */
+    void *notify_ctx;
     uint64_t answered;      /* requests answered here */
 };
 

@@ -38,6 +38,22 @@ int nmu_hooks_remove(struct nmu_hooks *t, uint64_t fh)
     return 0;
 }
 
+int nmu_hooks_notify(void *table, uint64_t kh)
+{
+    struct nmu_hooks *t = table;
+    struct {
+        struct fuse_out_header h;
+        struct fuse_notify_poll_wakeup_out w;
+    } msg = {.h = {.len = sizeof msg, .error = FUSE_NOTIFY_POLL_CODE, .unique = 0}, .w = {.kh = kh}};
+
+    if (t->notify_fd < 0)
+        return -EBADF;
+    if (write(t->notify_fd, &msg, sizeof msg) < 0)
+        return -errno;
+    __atomic_add_fetch(&t->notified, 1, __ATOMIC_RELAXED);
+    return 0;
+}
+
 /* Reply: out header, then `size` bytes of body. */
 static size_t reply(uint8_t *out, uint64_t unique, const void *body, size_t size)
 {

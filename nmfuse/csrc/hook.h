@@ -36,7 +36,16 @@ struct nmu_hook {
 
 struct nmu_hooks {
     struct nmu_hook entry[NMU_HOOKS];
+    int32_t notify_fd;      /* where nmu_hooks_notify writes (the /dev/fuse fd), -1: nowhere */
+    int32_t pad;
+    uint64_t notified;      /* wake-ups written */
 };
+
+/* Wake the pollers waiting on kh (FUSE_NOTIFY_POLL), from a hook: the
+ * layer above gets this function and the table as its context
+ * (int (*)(void *, uint64_t)).  Only hooks call it, so it never writes
+ * to a closed fd: the fd is closed once no worker runs.  Returns 0 or -errno. */
+int nmu_hooks_notify(void *table, uint64_t kh);
 
 /* Install hooks for fh (non-zero).  Returns 0, or -1 if its entry is
  * taken (the file then simply goes to Python).  Not concurrent with

@@ -31,10 +31,17 @@ struct nmh_kring {
     struct netmap_ring *ring; /* in shared memory, or NULL */
     struct nmh_kring *peer;   /* pipes: the peer's ring in the other direction */
     uint32_t pipe_tail;       /* pipes: the hwtail the peer's syncs published */
-    uint32_t waiting;         /* pollers may wait: a C sync that moves the ring must wake them */
-    uint32_t wake;            /* set by a C sync that moved the ring while pollers waited */
+    uint32_t waiting;         /* NMH_WAIT_*: whether a C sync that moves the ring must wake pollers */
+    uint32_t wake;            /* set by a C sync that left the wake-up to Python's waker */
+    uint32_t nkh;             /* FUSE poll handles in kh[] (NMH_KH + 1: too many, use the waker) */
     uint32_t pad;
+    uint64_t kh[4];           /* the pollers waiting, as Python knows them (written while NMH_WAIT_BUSY) */
 };
+
+#define NMH_KH 4
+#define NMH_WAIT_NONE 0       /* nobody waits */
+#define NMH_WAIT_ARMED 1      /* the pollers in kh[] wait */
+#define NMH_WAIT_BUSY 2       /* Python is polling or changing kh[]: leave the wake-up to the waker */
 
 /* nmh_kring.c_sync: which C driver sync serves the ring, if any (0: the
  * driver's sync is Python, only the Python path may sync it). */

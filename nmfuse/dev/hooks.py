@@ -22,6 +22,22 @@ class RequestHooks:
 
     def __init__(self):
         self._table = ffi.new("struct nmu_hooks *")
+        self._table.notify_fd = -1
+
+    def set_notify_fd(self, fd: int) -> None:
+        """Where hooks write poll wake-ups: the /dev/fuse fd (-1: nowhere)."""
+        self._table.notify_fd = fd
+
+    def notifier(self) -> tuple[int, int]:
+        """(address of ``int notify(void *ctx, uint64_t kh)``, ctx): what a
+        hook calls to wake the pollers waiting on ``kh``."""
+        fn = ffi.addressof(lib, "nmu_hooks_notify")
+        return int(ffi.cast("uintptr_t", fn)), int(ffi.cast("uintptr_t", self._table))
+
+    @property
+    def notified(self) -> int:
+        """Poll wake-ups the hooks wrote."""
+        return self._table.notified
 
     @property
     def table(self):

@@ -252,6 +252,8 @@ class Session:
         try:
             self._serve_until_init()
             self._backing_id = self._channel.backing_open(self._backing_fd)
+            if self.hooks is not None:
+                self.hooks.set_notify_fd(self._channel.fd)
         except BaseException:
             if path is not None:
                 self._channel.unmount(detach=True)
@@ -404,7 +406,7 @@ class Session:
                                  per_worker=MappingProxyType({w.name: sum(w.counts) for w in workers}),
                                  errors=self._errors,
                                  parse_errors=self._parse_errors, handler_exceptions=self._exceptions,
-                                 notifications=self._notifications,
+                                 notifications=self._notifications + (self.hooks.notified if self.hooks else 0),
                                  hooked=sum(w.hooked[0] for w in workers if w.hooked is not None))
 
     # ---- the loop -------------------------------------------------------

@@ -40,10 +40,7 @@ DEFAULT_SLOTS = 1024  # the slots of an implicit parent (a VALE port's default)
 class PipeAdapter(Adapter):
     kind = "pipe"
     supports_offsets = True
-    # Not on the C fast path yet: its syncs use the C rules (csrc/sync.c), but
-    # a wake-up of the peer's poller from C goes through the Python waker
-    # thread, which made pipes slower than syncing them in Python.
-    c_sync = lib.NMH_SYNC_PYTHON
+    c_sync = lib.NMH_SYNC_PIPE    # the C fast path serves its syncs (csrc/sync.c)
 
     def __init__(self, core, name, pair, role, **geometry):
         super().__init__(core, name, **geometry)

@@ -210,7 +210,8 @@ class Adapter:
     def wake_pollers(self, kring: Kring) -> None:
         """Wake the pollers of ``kring`` and of its whole direction."""
         wake = self.core.wake
-        kring.c.waiting = 0   # a poll that goes on waiting says so again
+        kring.c.waiting = lib.NMH_WAIT_NONE   # a poll that goes on waiting says so again
+        kring.c.nkh = 0
         if kring.waiters:
             for kh in kring.waiters:
                 wake(kh)

@@ -224,7 +224,10 @@ def _fast_install(binding: Binding) -> None:
     waker = adapter.core.fast_waker
     if waker is None:
         waker = adapter.core.fast_waker = FastWaker(adapter.core)
-    fast = helper_ffi.new("struct nmh_fast_binding *", {"wake_fd": waker.fd,
+    notify, notify_ctx = hooks.notifier()
+    fast = helper_ffi.new("struct nmh_fast_binding *", {
+        "wake_fd": waker.fd, "notify": helper_ffi.cast("void *", notify),
+        "notify_ctx": helper_ffi.cast("void *", notify_ctx),
         "tx": tx, "rx": rx, "ntx": binding.qlast[TX] - binding.qfirst[TX],
         "nrx": binding.qlast[RX] - binding.qfirst[RX], "objtotal": mem.bufs.objtotal,
         "bufsize": mem.buf_size, "txpoll": int(binding.txpoll)})
@@ -274,10 +277,14 @@ def _krings_put(binding: Binding) -> None:
 
 def _forget_poller(binding: Binding) -> None:
     adapter = binding.adapter
+    for kring in binding.all_krings():
+        kring.c.waiting = lib.NMH_WAIT_BUSY
     for kh in binding.poll_handles:
         adapter.waiters.discard(kh)
         for kring in binding.all_krings():
             kring.waiters.discard(kh)
+    for kring in binding.all_krings():
+        kring.arm()
     binding.poll_handles.clear()
 
 

@@ -20,7 +20,8 @@ class Core:
     ``wake(kh)`` tells the device layer to wake a poller; it is called with
     the lock held and must not block.  ``fast_hooks``, if the device layer
     offers them (set by the top), takes ``install(fh, ioctl, poll, ctx)``
-    and ``remove(fh)`` of C request hooks for a bound file (binding.py).
+    and ``remove(fh)`` of C request hooks for a bound file, and gives
+    ``notifier()``, the C function that wakes a poller (binding.py).
     """
 
     fast_hooks = None

@@ -242,6 +242,20 @@ class Kring:
         with every slot but one free."""
         lib.nmh_kring_reset(self.c)
 
+    def arm(self) -> None:
+        """Tell the C fast path who waits on this ring (``waiters``), so that
+        a C sync moving it wakes them itself.  The caller set
+        ``c.waiting`` to NMH_WAIT_BUSY first (then the C path leaves
+        wake-ups to the waker while the handles change)."""
+        c, khs = self.c, list(self.waiters)
+        if len(khs) <= lib.NMH_KH:
+            for i, kh in enumerate(khs):
+                c.kh[i] = kh
+            c.nkh = len(khs)
+        else:
+            c.nkh = lib.NMH_KH + 1   # too many: the waker wakes them
+        c.waiting = lib.NMH_WAIT_ARMED if khs else lib.NMH_WAIT_NONE
+
     @property
     def is_tx(self) -> bool:
         """Whether this is a TX ring."""

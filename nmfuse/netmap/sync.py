@@ -114,13 +114,14 @@ def poll(binding, events: int, kh: int | None) -> int:
     revents = 0
     want_tx = events & POLLOUT
     want_rx = events & POLLIN
+    armed = ()
     if kh is not None:
         # Before the syncs: a C sync that moves one of these rings after we
-        # looked then sees a possible waiter and has it woken (fast.c).
-        for direction, wanted in ((TX, want_tx), (RX, want_rx)):
-            if wanted:
-                for kring in binding.krings(direction):
-                    kring.c.waiting = 1
+        # looked then leaves the wake-up to the waker, which runs after us
+        # (fast.c); after them, the rings say who waits.
+        armed = [k for d, wanted in ((TX, want_tx), (RX, want_rx)) if wanted for k in binding.krings(d)]
+        for kring in armed:
+            kring.c.waiting = lib.NMH_WAIT_BUSY
 
     if binding.txpoll or want_tx:
         for kring in binding.krings(TX):
@@ -148,6 +149,8 @@ def poll(binding, events: int, kh: int | None) -> int:
 
     if kh is not None and (want_tx or want_rx):
         _wait(binding, kh, want_tx, want_rx)
+    for kring in armed:
+        kring.arm()
     return revents
 
 

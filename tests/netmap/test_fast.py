@@ -4,6 +4,7 @@ device handler (Python), the other through its C request hooks; their rings
 must end byte for byte the same.  Also: which bindings get hooks, that a
 busy ring is skipped, and that unbinding removes them."""
 
+import os
 import select
 import time
 
@@ -29,7 +30,7 @@ def hooked(h):
 
 @pytest.fixture
 def c_pipes(monkeypatch):
-    """Pipes on the C fast path (off by default, see pipe.py)."""
+    """Pipes on the C fast path (their default; explicit for these tests)."""
     from nmfuse.drivers.pipe import PipeAdapter
     monkeypatch.setattr(PipeAdapter, "c_sync", lib.NMH_SYNC_PIPE)
 
@@ -212,15 +213,39 @@ def test_c_pipe_syncs_leave_the_rings_python_leaves(hooked, c_pipes):
         assert ring_state(prx, bufs[id(ptx)]) == ring_state(crx, cbufs[id(ctx)]), (end, advance)
 
 
-def test_a_c_pipe_sync_wakes_the_peer_poller(hooked, c_pipes):
+def test_a_c_pipe_sync_wakes_the_peer_poller_itself(hooked, c_pipes):
     h = hooked
-    (a, tx), (b, _) = pipe(h, "wp")
-    assert h.dev.poll(CALLER, b, select.POLLIN, 77) == 0     # Python arms the wake-up
+    r, w = os.pipe()
+    h.core.fast_hooks.set_notify_fd(w)
+    try:
+        (a, tx), (b, _) = pipe(h, "wp")
+        assert h.dev.poll(CALLER, b, select.POLLIN, 77) == 0     # Python arms the wake-up
+        tx.slot[0].len = 60
+        tx.head = tx.cur = 1
+        assert c_sync(h, a, Ioctl.NIOCTXSYNC) == 0
+        assert os.read(r, 64) == bytes(fuse_ffi.buffer(fuse_ffi.new("struct fuse_out_header *", {
+            "len": 24, "error": 1, "unique": 0}))) + (77).to_bytes(8, "little"), "a FUSE poll wake-up for kh 77"
+        assert c_poll(h, b, select.POLLIN) == select.POLLIN
+        # woken once: a second move wakes nobody until a poll waits again
+        tx.slot[1].len = 60
+        tx.head = tx.cur = 2
+        assert c_sync(h, a, Ioctl.NIOCTXSYNC) == 0
+        assert h.core.fast_hooks.notified == 1
+    finally:
+        h.core.fast_hooks.set_notify_fd(-1)
+        os.close(r)
+        os.close(w)
+
+
+def test_a_move_while_python_polls_goes_to_the_waker(hooked, c_pipes):
+    h = hooked
+    (a, tx), (b, _) = pipe(h, "wq")
+    assert h.dev.poll(CALLER, b, select.POLLIN, 78) == 0
+    h.dev.bindings[b].krings(1)[0].c.waiting = lib.NMH_WAIT_BUSY   # as in the middle of a poll
     tx.slot[0].len = 60
     tx.head = tx.cur = 1
     assert c_sync(h, a, Ioctl.NIOCTXSYNC) == 0
     deadline = time.monotonic() + 10
-    while 77 not in h.woken and time.monotonic() < deadline:
+    while 78 not in h.woken and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert 77 in h.woken, "the waker woke the receiver"
-    assert c_poll(h, b, select.POLLIN) == select.POLLIN
+    assert 78 in h.woken, "the waker woke the receiver"
