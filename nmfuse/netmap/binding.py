@@ -13,7 +13,8 @@ worker without Python (csrc/fast.c).  Installed last in registration and
 removed first in unregistration, under the core lock; removal waits for
 the C syncs in flight, so nothing they use goes away under them.  A
 binding in CSB mode gets none (and a CSB enabled later makes the hooks
-decline).
+decline).  A C sync that moves a ring pollers wait on wakes them itself
+through the device layer's notifier, or leaves it to ``FastWaker``.
 """
 
 import errno
@@ -183,10 +184,12 @@ def do_unregif(binding: Binding) -> None:
 
 
 class FastWaker:
-    """Wakes the pollers of rings a C sync moved (a pipe's peer ring): the
-    C path cannot write FUSE notifications, so it flags the ring
-    (``kring.c.wake``) and signals an eventfd; this thread then runs the
-    ring's notify under the core lock, as a Python sync would have."""
+    """Wakes the pollers of rings a C sync moved (a pipe's peer ring) when
+    the C path could not: it wakes the pollers a ring is armed with itself
+    (``Kring.arm``), but while Python is busy with the ring, or with more
+    pollers than the ring holds, it flags the ring (``kring.c.wake``) and
+    signals an eventfd; this thread then runs the ring's notify under the
+    core lock, as a Python sync would have."""
 
     def __init__(self, core):
         self.core = core
