@@ -4,6 +4,7 @@ and die at once; afterwards every buffer is back and the daemon serves.
 A ring the client broke comes back reinitialised through the C path as
 through Python."""
 
+import json
 import os
 import select
 import signal
@@ -14,7 +15,7 @@ import time
 import pytest
 
 from nmfuse.abi.netmap import RegMode
-from tests.integration.conftest import Mount, _mounted
+from tests.integration.conftest import Mount, _mounted, client
 from tests.integration.pyclient import Port
 
 # One client: binds a null port with rings, moves head/cur around them with
@@ -106,3 +107,27 @@ def test_syncs_answered_in_c_while_clients_come_and_die(fast_mount):
     poller.register(port.fd, select.POLLOUT)
     assert poller.poll(1000)[0][1] & select.POLLOUT
     port.close()
+
+
+def test_pipes_in_c_between_processes_lose_and_hang_nothing(fast_mount):
+    # Four pipes at once, senders and receivers waiting in poll: the C path
+    # syncs them and writes the wake-ups; every frame arrives, in order.
+    mount = fast_mount
+    before = mount.status()
+    n = 200_000
+    recvs = [subprocess.Popen([client("nm-recv"), "-i", f"netmap:fp{i}}}1", "-n", str(n), "-c", "-w", "poll",
+                               "-j"], env=mount.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(4)]
+    time.sleep(0.5)
+    sends = [subprocess.Popen([client("nm-send"), "-i", f"netmap:fp{i}{{1", "-n", str(n), "-w", "poll", "-j"],
+                              env=mount.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(4)]
+    for p in sends + recvs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, out + err + mount.output()
+        got = json.loads(out.strip().splitlines()[-1])
+        assert got["pkts"] == n, got
+        assert got.get("lost", 0) == got.get("dup", 0) == got.get("ooo", 0) == got.get("corrupt", 0) == 0, got
+    after = _settled(mount)
+    assert {k: p["used"] for k, p in after["pools"].items()} == {k: p["used"] for k, p in before["pools"].items()}
+    assert after["answered_in_c"] - before["answered_in_c"] > 0
