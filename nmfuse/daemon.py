@@ -94,6 +94,7 @@ class Daemon:
                                workers=options.workers or len(os.sched_getaffinity(0)),
                                uring=options.uring)
         self.core.wake = self.session.notify_poll
+        self.core.fast_hooks = self.session.hooks   # syncs of bound files answered in C
         self._thread: threading.Thread | None = None
         self.failure: str | None = None  # one line: why a worker or task ended the daemon
 
@@ -247,7 +248,7 @@ class Daemon:
         stats = self.session.statistics()
         report.update({"path": os.path.abspath(self.options.path), "pid": os.getpid(),
                        "private": self.private, "transport": stats.transport, "workers": stats.workers,
-                       "requests": dict(stats.per_worker)})
+                       "requests": dict(stats.per_worker), "answered_in_c": stats.hooked})
         return report
 
     def stop(self) -> None:

@@ -15,7 +15,7 @@ import cffi
 HERE = Path(__file__).parent
 CSRC = HERE / "csrc"
 # One header + one source per concern; the order is the cdef order.
-PARTS = ("pool", "rings", "vale", "tap", "guard")
+PARTS = ("pool", "rings", "sync", "fast", "vale", "tap", "guard")
 
 
 

@@ -224,6 +224,11 @@ struct fuse_ioctl_out {
     uint32_t out_iovs;
 };
 
+/* fuse_poll_in.flags: the caller will wait; answer later with a notification. */
+#define FUSE_POLL_SCHEDULE_NOTIFY 1
+/* fuse_out_header.error of a poll wake-up (enum fuse_notify_code, 7.11). */
+#define FUSE_NOTIFY_POLL_CODE 1
+
 /* 7.11; events 7.21 (was padding). */
 struct fuse_poll_in {
     uint64_t fh;

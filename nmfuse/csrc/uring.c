@@ -228,6 +228,7 @@ long nmu_queue_next(struct nmu_queue *q, uint8_t *dst, size_t dst_size)
 
     if (!r)
         return 0;
+again:
     if (q->pending) {
         ring_push_cmd(r, q, NMU_CMD_COMMIT_AND_FETCH, 0);
         q->pending = 0;
@@ -258,6 +259,19 @@ long nmu_queue_next(struct nmu_queue *q, uint8_t *dst, size_t dst_size)
     memcpy(dst + l->len_offset, &len, sizeof(len));
     memcpy(dst + l->in_header_size, q->headers->op_in, op_size);
     memcpy(dst + l->in_header_size + op_size, q->payload, payload);
+    if (q->hooks) {
+        uint8_t out[64];
+        size_t n = nmu_hooks_answer(q->hooks, dst, total, out, sizeof out);
+
+        if (n >= sizeof(struct fuse_out_header)) {
+            /* answered: out header in in_out, the body in the payload */
+            memcpy(q->headers->in_out, out, sizeof(struct fuse_out_header));
+            memcpy(q->payload, out + sizeof(struct fuse_out_header), n - sizeof(struct fuse_out_header));
+            q->headers->ring_ent_in_out.payload_sz = (uint32_t)(n - sizeof(struct fuse_out_header));
+            q->hooked++;
+            goto again;
+        }
+    }
     return (long)total;
 }
 

@@ -39,6 +39,8 @@ struct nmu_queue {
     int pending;                            /* handed out, not committed yet */
     volatile int stop;
     void *ring;
+    struct nmu_hooks *hooks;                /* request hooks answered here (hook.h), or NULL */
+    uint64_t hooked;                        /* requests they answered */
 };
 
 /* Make the ring (128-byte SQEs) and register the entry for queue q->qid.
@@ -51,7 +53,8 @@ int nmu_queue_open(struct nmu_queue *q);
  * the rest in payload, payload_sz set) and wait for the next one, which
  * is copied to dst as /dev/fuse would deliver it: the in header (its len
  * set to the total), the op struct (layout->op_size[opcode] bytes), the
- * payload.  Returns its length, 0 once the connection has ended or stop
+ * payload.  Requests the hooks answer (q->hooks) are answered and
+ * committed here, without returning.  Returns its length, 0 once the connection has ended or stop
  * was set, or -errno (-EMSGSIZE: dst is too small). */
 long nmu_queue_next(struct nmu_queue *q, uint8_t *dst, size_t dst_size);
 

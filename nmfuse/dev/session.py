@@ -31,6 +31,10 @@ Threading and shutdown model
   before the rings are ready).  Every loop is a ``Worker``: its transport,
   its own request buffer, reply structs and counters; the handler is
   called from all of them at once and must lock what it shares.
+* Request hooks: ``hooks`` (nmfuse.dev.hooks) lets the layer above answer
+  a file's IOCTL and POLL in C; the /dev/fuse loops read through it, so a
+  hooked request never reaches Python; so do the io_uring queues, inside
+  their wait (csrc/uring.c).
 * ``notify_poll`` may be called from any thread, including the request
   thread while a handler runs (a pipe write waking its peer's poller).
 * ``shutdown`` may be called from any thread, any number of times: it
@@ -99,7 +103,7 @@ class Worker:
     ``send``), the buffer requests land in, the reused reply structs, and
     its request counts.  Only its own thread touches it."""
 
-    __slots__ = ("name", "transport", "buffer", "replies", "counts", "cpu")
+    __slots__ = ("buffer", "counts", "cpu", "hooked", "name", "replies", "transport")
 
     def __init__(self, name: str, transport, cpu: int | None = None):
         self.name = name
@@ -108,6 +112,7 @@ class Worker:
         self.replies = ReusedReplies()
         self.counts = [0] * 64  # by opcode, for the ones we parse
         self.cpu = cpu
+        self.hooked = None      # uint64_t * of the requests its C hooks answered
 
 
 class _State(enum.Enum):
@@ -128,6 +133,7 @@ class SessionStatistics:
     parse_errors: int = 0        # requests that could not be parsed (short, unknown opcode)
     handler_exceptions: int = 0  # handler calls that raised something else than OSError
     notifications: int = 0       # poll notifications written
+    hooked: int = 0              # IOCTL/POLL answered by C request hooks (not in ``requests``)
 
 
 class Session:
@@ -168,6 +174,7 @@ class Session:
                               time_ns=time.time_ns(), valid_ns=ATTR_VALID_NS)
         self._callers: dict[tuple[int, int, int], Caller] = {}
         self._handler_ioctl, self._handler_poll = handler.ioctl, handler.poll
+        self.hooks = _request_hooks()
         self._state = _State.NEW
         self._init_failure: DeviceError | None = None
         self._tables = {
@@ -246,6 +253,8 @@ class Session:
         try:
             self._serve_until_init()
             self._backing_id = self._channel.backing_open(self._backing_fd)
+            if self.hooks is not None:
+                self.hooks.set_notify_fd(self._channel.fd)
         except BaseException:
             if path is not None:
                 self._channel.unmount(detach=True)
@@ -332,6 +341,8 @@ class Session:
 
         def serve(queue) -> None:
             worker = Worker(f"uring{queue.cpu}", queue, cpu=queue.cpu)
+            if self.hooks is not None:  # hooked requests are answered inside the queue's wait
+                worker.hooked = queue.use_hooks(self.hooks)
             with self._lock:
                 self._workers.append(worker)
             self._serve_worker(worker)
@@ -412,7 +423,8 @@ class Session:
                                  per_worker=MappingProxyType({w.name: sum(w.counts) for w in workers}),
                                  errors=self._errors,
                                  parse_errors=self._parse_errors, handler_exceptions=self._exceptions,
-                                 notifications=self._notifications)
+                                 notifications=self._notifications + (self.hooks.notified if self.hooks else 0),
+                                 hooked=sum(w.hooked[0] for w in workers if w.hooked is not None))
 
     # ---- the loop -------------------------------------------------------
 
@@ -459,6 +471,8 @@ class Session:
 
             def writev(_fd, iov, send=send):
                 send(iov)
+        elif self.hooks is not None:  # hooked requests are answered inside the read
+            readv, worker.hooked = self.hooks.reader(worker.buffer.data)
         buffer, parse, parse_error = worker.buffer, rq.parse, rq.ParseError
         data = buffer.data
         buffers = (data,)
@@ -627,3 +641,13 @@ class Session:
     def _destroy(self, req: rq.Destroy, worker: Worker):
         self._enter(_State.DESTROYED)
         return worker.replies.empty(req.header.unique)
+
+
+def _request_hooks():
+    """A table of C request hooks, or None (logged) without the C extension."""
+    try:
+        from nmfuse.dev.hooks import RequestHooks
+    except ImportError as e:
+        log.warning("C request hooks unavailable (%s): every request goes through Python", e)
+        return None
+    return RequestHooks()

@@ -33,8 +33,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from nmfuse.dev import request as rq
 from nmfuse.abi.fuse import ffi as fuse_ffi
+from nmfuse.dev import request as rq
 
 log = logging.getLogger("nmfuse.dev")
 
@@ -133,6 +133,12 @@ class UringQueue:
         self._ent = self._headers.ring_ent_in_out
         self._answered = True
         self._dst: tuple[object, object] | None = None  # (buffer, its cffi pointer)
+
+    def use_hooks(self, hooks):
+        """Answer the requests ``hooks`` (a RequestHooks) take inside the
+        wait, in C; returns the counter of those it answered (a ``uint64_t *``)."""
+        self._q.hooks = hooks.table
+        return self._ffi.addressof(self._q, "hooked")
 
     def open(self) -> None:
         """Make the ring and register the entry; in the serving thread.

@@ -10,6 +10,7 @@ nothing but its name and the offsets capability) and a ``Driver`` whose
 
 import errno
 
+from nmfuse._helper import lib
 from nmfuse.abi.netmap import RegMode
 from nmfuse.netmap.adapter import Adapter
 from nmfuse.netmap.driver import Driver
@@ -20,6 +21,7 @@ class NullAdapter(Adapter):
 
     kind = "null"
     supports_offsets = True
+    c_sync = lib.NMH_SYNC_NULL    # the C fast path serves its syncs
 
 
 class NullDriver(Driver):

@@ -40,12 +40,13 @@ DEFAULT_SLOTS = 1024  # the slots of an implicit parent (a VALE port's default)
 class PipeAdapter(Adapter):
     kind = "pipe"
     supports_offsets = True
+    c_sync = lib.NMH_SYNC_PIPE    # the C fast path serves its syncs (csrc/sync.c)
 
     def __init__(self, core, name, pair, role, **geometry):
         super().__init__(core, name, **geometry)
         self.pair = pair
         self.role = role
-        self.peer: "PipeAdapter" = None
+        self.peer: PipeAdapter = None
 
     # krings of both ends exist together, while either end is registered
     def krings_create(self) -> None:
@@ -94,40 +95,19 @@ class PipeAdapter(Adapter):
         return kring.direction == TX
 
     def txsync(self, kring) -> int:
-        rx, n = kring.peer, kring.num_slots
-        m = _handed_over(kring)
-        if m == 0:
-            return 0
-        end = lib.nmh_pipe_forward(kring.ring.slot, rx.ring.slot, n, kring.hwcur, m, rx.offset_mask)
-        kring.hwcur = kring.rhead
-        kring.stats_packets += m
-        if end < n:
-            rx.pipe_tail = end
-            rx.adapter.notify(rx)
+        # the rules are C (csrc/sync.c), shared with the C fast path
+        if lib.nmh_pipe_txsync(kring.c):
+            kring.peer.adapter.notify(kring.peer)
         return 0
 
     def rxsync(self, kring) -> int:
-        tx, n = kring.peer, kring.num_slots
-        m = _handed_over(kring)
-        if m == 0:
-            return 0
-        lib.nmh_pipe_release(kring.ring.slot, tx.ring.slot, n, kring.hwcur, m)
-        tx.pipe_tail = (kring.rhead - 1) % n
-        kring.hwcur = kring.rhead
-        kring.stats_packets += m
-        tx.adapter.notify(tx)
+        if lib.nmh_pipe_rxsync(kring.c):
+            kring.peer.adapter.notify(kring.peer)
         return 0
 
     def destroy(self) -> None:
         if self.peer.refs == 0:
             self.pair.forget()
-
-
-def _handed_over(kring) -> int:
-    """Publish what the peer has done to this ring (its tail) and count the
-    slots the user handed over since the last sync, [hwcur, rhead)."""
-    kring.hwtail = kring.pipe_tail
-    return (kring.rhead - kring.hwcur) % kring.num_slots
 
 
 class PipePair:

@@ -51,6 +51,9 @@ class Adapter:
     na_vp = None
     #: how many monitors were opened on this port (names them: NAME/r#N)
     monitor_id = 0
+    #: the C sync (csrc/sync.h NMH_SYNC_*) doing what txsync/rxsync do, which
+    #: lets the C fast path serve the port's syncs; NMH_SYNC_PYTHON: none
+    c_sync = lib.NMH_SYNC_PYTHON
 
     def __init__(self, core, name: str, *, tx_rings: int, rx_rings: int,
                  tx_slots: int, rx_slots: int, host_tx_rings: int = 0, host_rx_rings: int = 0,
@@ -207,6 +210,8 @@ class Adapter:
     def wake_pollers(self, kring: Kring) -> None:
         """Wake the pollers of ``kring`` and of its whole direction."""
         wake = self.core.wake
+        kring.c.waiting = lib.NMH_WAIT_NONE   # a poll that goes on waiting says so again
+        kring.c.nkh = 0
         if kring.waiters:
             for kh in kring.waiters:
                 wake(kh)

@@ -5,13 +5,30 @@ a range of rings per direction, and its own netmap_if in shared memory.
 Registration is netmap_do_regif: each step pushes its undo on an ExitStack,
 so a failure anywhere leaves the port, its rings and the pools as they
 were.
+
+The C fast path: a registered binding whose rings all have a C sync
+(``Adapter.c_sync``) gets C request hooks from the device layer
+(``core.fast_hooks``), so its syncs and polls are served in the request
+worker without Python (csrc/fast.c).  Installed last in registration and
+removed first in unregistration, under the core lock; removal waits for
+the C syncs in flight, so nothing they use goes away under them.  A
+binding in CSB mode gets none (and a CSB enabled later makes the hooks
+decline).  A C sync that moves a ring pollers wait on wakes them itself
+through the device layer's notifier, or leaves it to ``FastWaker``.
 """
 
 import errno
+import logging
+import os
+import threading
 from contextlib import ExitStack
 
+from nmfuse._helper import ffi as helper_ffi
+from nmfuse._helper import lib
 from nmfuse.abi.netmap import NETMAP_API, RegFlag, RegMode, ffi
 from nmfuse.netmap.kring import DIRECTIONS, RX, TX
+
+log = logging.getLogger("nmfuse.netmap")
 
 
 class Binding:
@@ -27,8 +44,21 @@ class Binding:
         self.txpoll = False
         self.nifp_offset = None
         self.has_extra = False
-        self.csb = None            # (atok, ktoa) user addresses in CSB mode
         self.poll_handles: set[int] = set()
+        self.fast = None           # struct nmh_fast_binding while C hooks serve it
+        self._fast_keep = ()       # the kring arrays it points to
+        self.csb = None            # (atok, ktoa) user addresses in CSB mode
+
+    @property
+    def csb(self):
+        """(atok, ktoa) user addresses in CSB mode, else None."""
+        return self._csb
+
+    @csb.setter
+    def csb(self, value) -> None:
+        self._csb = value
+        if self.fast is not None:
+            self.fast.csb = int(value is not None)   # the C hooks decline from now on
 
     @property
     def registered(self) -> bool:
@@ -120,6 +150,7 @@ def do_regif(binding: Binding, adapter, reg, offsets_opt=None) -> None:
             adapter.active_fds += 1
             adapter.bindings.add(binding)
             undo.pop_all()
+        _fast_install(binding)
     except BaseException:
         binding.adapter = None
         binding.qfirst, binding.qlast = [0, 0], [0, 0]
@@ -133,6 +164,7 @@ def do_unregif(binding: Binding) -> None:
     adapter = binding.adapter
     if adapter is None:
         return
+    _fast_remove(binding)
     if binding.registered:
         adapter.active_fds -= 1
         adapter.bindings.discard(binding)
@@ -149,6 +181,81 @@ def do_unregif(binding: Binding) -> None:
     binding.qfirst, binding.qlast = [0, 0], [0, 0]
     binding.flags, binding.txpoll, binding.csb = 0, False, None
     adapter.mem.sweep()
+
+
+class FastWaker:
+    """Wakes the pollers of rings a C sync moved (a pipe's peer ring) when
+    the C path could not: it wakes the pollers a ring is armed with itself
+    (``Kring.arm``), but while Python is busy with the ring, or with more
+    pollers than the ring holds, it flags the ring (``kring.c.wake``) and
+    signals an eventfd; this thread then runs the ring's notify under the
+    core lock, as a Python sync would have."""
+
+    def __init__(self, core):
+        self.core = core
+        self.fd = os.eventfd(0, os.EFD_CLOEXEC)
+        self.bindings: set[Binding] = set()
+        threading.Thread(target=self._run, name="nmfuse-waker", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                os.eventfd_read(self.fd)
+            except OSError as e:
+                log.error("waker: %s; pollers of rings moved in C are no longer woken", e)
+                return
+            with self.core.lock:
+                for binding in list(self.bindings):
+                    for kring in binding.all_krings():
+                        peer = kring.peer
+                        if peer is not None and peer.c.wake:
+                            peer.c.wake = 0
+                            peer.adapter.notify(peer)
+
+
+def _fast_install(binding: Binding) -> None:
+    """C hooks for a binding whose every ring has a C sync, when the device
+    layer offers them; otherwise the binding stays with Python."""
+    adapter = binding.adapter
+    hooks = adapter.core.fast_hooks
+    if hooks is None or binding.csb is not None or adapter.c_sync == lib.NMH_SYNC_PYTHON or \
+            any(k.c.c_sync == lib.NMH_SYNC_PYTHON for k in binding.all_krings()):
+        return
+    tx = helper_ffi.new("struct nmh_kring *[]", [k.c for k in binding.krings(TX)] or 1)
+    rx = helper_ffi.new("struct nmh_kring *[]", [k.c for k in binding.krings(RX)] or 1)
+    mem = adapter.mem
+    waker = adapter.core.fast_waker
+    if waker is None:
+        waker = adapter.core.fast_waker = FastWaker(adapter.core)
+    notify, notify_ctx = hooks.notifier()
+    fast = helper_ffi.new("struct nmh_fast_binding *", {
+        "wake_fd": waker.fd, "notify": helper_ffi.cast("void *", notify),
+        "notify_ctx": helper_ffi.cast("void *", notify_ctx),
+        "tx": tx, "rx": rx, "ntx": binding.qlast[TX] - binding.qfirst[TX],
+        "nrx": binding.qlast[RX] - binding.qfirst[RX], "objtotal": mem.bufs.objtotal,
+        "bufsize": mem.buf_size, "txpoll": int(binding.txpoll)})
+    if hooks.install(binding.fh, _address(helper_ffi.addressof(lib, "nmh_fast_ioctl")),
+                     _address(helper_ffi.addressof(lib, "nmh_fast_poll")), _address(fast)):
+        binding.fast, binding._fast_keep = fast, (tx, rx)
+        waker.bindings.add(binding)
+
+
+def _address(pointer) -> int:
+    return int(helper_ffi.cast("uintptr_t", pointer))
+
+
+def _fast_remove(binding: Binding) -> None:
+    """Remove the binding's C hooks; returns once no C sync of it runs."""
+    if binding.fast is not None:
+        core = binding.adapter.core
+        core.fast_hooks.remove(binding.fh)
+        core.fast_waker.bindings.discard(binding)
+        for kring in binding.all_krings():   # a wake the waker has not run yet
+            peer = kring.peer
+            if peer is not None and peer.c.wake:
+                peer.c.wake = 0
+                peer.adapter.notify(peer)
+        binding.fast, binding._fast_keep = None, ()
 
 
 def _krings_get(binding: Binding) -> None:
@@ -173,10 +280,14 @@ def _krings_put(binding: Binding) -> None:
 
 def _forget_poller(binding: Binding) -> None:
     adapter = binding.adapter
+    for kring in binding.all_krings():
+        kring.c.waiting = lib.NMH_WAIT_BUSY
     for kh in binding.poll_handles:
         adapter.waiters.discard(kh)
         for kring in binding.all_krings():
             kring.waiters.discard(kh)
+    for kring in binding.all_krings():
+        kring.arm()
     binding.poll_handles.clear()
 
 

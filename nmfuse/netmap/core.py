@@ -18,8 +18,14 @@ class Core:
     """Ports, memory and drivers of one daemon.
 
     ``wake(kh)`` tells the device layer to wake a poller; it is called with
-    the lock held and must not block.
+    the lock held and must not block.  ``fast_hooks``, if the device layer
+    offers them (set by the top), takes ``install(fh, ioctl, poll, ctx)``
+    and ``remove(fh)`` of C request hooks for a bound file, and gives
+    ``notifier()``, the C function that wakes a poller (binding.py).
     """
+
+    fast_hooks = None
+    fast_waker = None   # wakes pollers of rings the C fast path moved (binding.FastWaker)
 
     def __init__(self, mem, drivers: Iterable[Driver] = (), wake=lambda kh: None):
         self.mem = mem

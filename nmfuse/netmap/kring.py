@@ -15,10 +15,12 @@ up to (not including) tail; the kernel owns the rest.  For one ring:
 * RX: rxsync delivers new frames by moving hwtail; the user consumes
   [head, tail) and returns slots by moving head, which becomes hwcur.
 
-rhead/rcur/rtail are the values the kernel last accepted.  A prologue
-checks the user's head/cur against them; a nonsensical ring (head outside
+rhead/rcur/rtail are the values the kernel last accepted.  The prologues
+check the user's head/cur against them; a nonsensical ring (head outside
 its window, cur behind head, ...) is refused and reinitialised, never
-trusted.
+trusted.  Those rules and the pointers themselves live in C (csrc/sync.c,
+``struct nmh_kring``), shared with the C fast path: the pointer fields
+here are properties over that struct.
 
 Each kring carries netmap's two callbacks, ``nm_sync(kring)`` (the
 adapter's txsync or rxsync) and ``nm_notify(kring)`` (what ``notify``
@@ -28,9 +30,7 @@ them and calls the saved ones, as netmap does; ``mon`` holds a monitor's
 state for the ring.
 """
 
-import time
-
-from nmfuse.abi.netmap import RingFlag
+from nmfuse._helper import ffi, lib
 
 TX, RX = 0, 1
 DIRECTIONS = (TX, RX)
@@ -49,11 +49,27 @@ class Kring:
     """
 
     __slots__ = (
-        "adapter", "direction", "index", "host", "num_slots", "name",
-        "ring", "ring_offset", "hwcur", "hwtail", "rhead", "rcur", "rtail",
-        "users", "exclusive", "need_ring", "offset_mask", "offset_max", "offset_gap",
-        "waiters", "peer", "pipe_tail", "stats_packets", "stats_bytes", "stats_drops", "stats_errors",
-        "nm_sync", "nm_notify", "mon", "__weakref__",
+        "__weakref__",
+        "_nm_notify",
+        "_nm_sync",
+        "_peer",
+        "_ring",
+        "adapter",
+        "c",
+        "direction",
+        "exclusive",
+        "host",
+        "index",
+        "mon",
+        "name",
+        "need_ring",
+        "offset_gap",
+        "offset_max",
+        "ring_offset",
+        "stats_bytes",
+        "stats_drops",
+        "users",
+        "waiters",
     )
 
     def __init__(self, adapter, direction: int, index: int, num_slots: int, host: bool = False):
@@ -61,29 +77,184 @@ class Kring:
         self.direction = direction
         self.index = index
         self.host = host
-        self.num_slots = num_slots
+        # the C state the sync rules work on (struct nmh_kring)
+        self.c = ffi.new("struct nmh_kring *", {"nkr_num_slots": num_slots, "tx": int(direction == TX)})
+        self._ring = None
         self.name = f"{adapter.name} {DIR_NAME[direction]}{index}"
-        self.ring = None
         self.ring_offset = 0
         self.users = 0
         self.exclusive = False
         self.need_ring = False       # a peer needs this ring even without users (pipes)
-        self.offset_mask = self.offset_max = self.offset_gap = 0
+        self.offset_max = self.offset_gap = 0
         self.waiters: set[int] = set()  # FUSE poll handles to wake
-        self.peer = None
-        self.pipe_tail = 0
-        self.stats_packets = self.stats_bytes = self.stats_drops = self.stats_errors = 0
+        self._peer = None
+        self.stats_bytes = self.stats_drops = 0
+        self._nm_notify = adapter.wake_pollers
         self.nm_sync = adapter.txsync if direction == TX else adapter.rxsync
-        self.nm_notify = adapter.wake_pollers
         self.mon = None              # monitor state (nmfuse.drivers.monitor)
         self.reset_pointers()
+
+    @property
+    def nm_sync(self):
+        """The ring's sync callback (netmap's nm_sync): the adapter's txsync or
+        rxsync, or what a monitor or a switch put in their place.  The C
+        fast path syncs the ring only while it is the adapter's own and the
+        adapter's sync is C (``Adapter.c_sync``)."""
+        return self._nm_sync
+
+    @nm_sync.setter
+    def nm_sync(self, fn) -> None:
+        self._nm_sync = fn
+        self._c_sync_update()
+
+    @property
+    def nm_notify(self):
+        """The ring's notify callback (netmap's nm_notify): by default waking
+        its pollers; a monitor or a switch may take it over, and then only
+        Python syncs the ring (its notify must run on every move)."""
+        return self._nm_notify
+
+    @nm_notify.setter
+    def nm_notify(self, fn) -> None:
+        self._nm_notify = fn
+        self._c_sync_update()
+
+    def _c_sync_update(self) -> None:
+        adapter = self.adapter
+        own = adapter.txsync if self.direction == TX else adapter.rxsync
+        mine = self._nm_sync == own and self._nm_notify == adapter.wake_pollers
+        self.c.c_sync = adapter.c_sync if mine else lib.NMH_SYNC_PYTHON
+
+    # -- the pointers, kept in the C struct --
+
+    @property
+    def ring(self):
+        """The netmap_ring in shared memory, or None."""
+        return self._ring
+
+    @ring.setter
+    def ring(self, ring) -> None:
+        self._ring = ring
+        self.c.ring = ffi.NULL if ring is None else ring
+
+    @property
+    def num_slots(self) -> int:
+        """Slots in the ring (nkr_num_slots)."""
+        return self.c.nkr_num_slots
+
+    @num_slots.setter
+    def num_slots(self, n: int) -> None:
+        self.c.nkr_num_slots = n
+
+    @property
+    def hwcur(self) -> int:
+        """The next slot the kernel processes (nr_hwcur)."""
+        return self.c.nr_hwcur
+
+    @hwcur.setter
+    def hwcur(self, v: int) -> None:
+        self.c.nr_hwcur = v
+
+    @property
+    def hwtail(self) -> int:
+        """The first slot the kernel still owns (nr_hwtail)."""
+        return self.c.nr_hwtail
+
+    @hwtail.setter
+    def hwtail(self, v: int) -> None:
+        self.c.nr_hwtail = v
+
+    @property
+    def rhead(self) -> int:
+        """The head the kernel last accepted."""
+        return self.c.rhead
+
+    @rhead.setter
+    def rhead(self, v: int) -> None:
+        self.c.rhead = v
+
+    @property
+    def rcur(self) -> int:
+        """The cur the kernel last accepted."""
+        return self.c.rcur
+
+    @rcur.setter
+    def rcur(self, v: int) -> None:
+        self.c.rcur = v
+
+    @property
+    def rtail(self) -> int:
+        """The tail the kernel last published."""
+        return self.c.rtail
+
+    @rtail.setter
+    def rtail(self, v: int) -> None:
+        self.c.rtail = v
+
+    @property
+    def peer(self):
+        """Pipes: the peer's kring in the other direction, or None."""
+        return self._peer
+
+    @peer.setter
+    def peer(self, kring) -> None:
+        self._peer = kring
+        self.c.peer = ffi.NULL if kring is None else kring.c
+
+    @property
+    def pipe_tail(self) -> int:
+        """Pipes: the hwtail the peer's syncs published for this ring."""
+        return self.c.pipe_tail
+
+    @pipe_tail.setter
+    def pipe_tail(self, v: int) -> None:
+        self.c.pipe_tail = v
+
+    @property
+    def offset_mask(self) -> int:
+        """The mask of slot.ptr that holds a buffer offset (OFFSETS option), 0: none."""
+        return self.c.offset_mask
+
+    @offset_mask.setter
+    def offset_mask(self, v: int) -> None:
+        self.c.offset_mask = v
+
+    @property
+    def stats_packets(self) -> int:
+        """Slots synced."""
+        return self.c.stats_packets
+
+    @stats_packets.setter
+    def stats_packets(self, v: int) -> None:
+        self.c.stats_packets = v
+
+    @property
+    def stats_errors(self) -> int:
+        """Reinits and bad slots seen: rings the user broke."""
+        return self.c.stats_errors
+
+    @stats_errors.setter
+    def stats_errors(self, v: int) -> None:
+        self.c.stats_errors = v
 
     def reset_pointers(self) -> None:
         """Put the kernel's view back at the start: an empty RX ring, a TX ring
         with every slot but one free."""
-        self.hwcur = self.rhead = self.rcur = 0
-        # netmap keeps one slot empty: a TX ring starts with n-1 free slots
-        self.hwtail = self.rtail = (self.num_slots - 1) if self.direction == TX else 0
+        lib.nmh_kring_reset(self.c)
+
+    def arm(self) -> None:
+        """Tell the C fast path who waits on this ring (``waiters``), so that
+        a C sync moving it wakes them itself.  The caller set
+        ``c.waiting`` to NMH_WAIT_BUSY first (then the C path leaves
+        wake-ups to the waker while the handles change)."""
+        c, khs = self.c, list(self.waiters)
+        if len(khs) <= lib.NMH_KH:
+            for i, kh in enumerate(khs):
+                c.kh[i] = kh
+            c.nkh = len(khs)
+        else:
+            c.nkh = lib.NMH_KH + 1   # too many: the waker wakes them
+        c.waiting = lib.NMH_WAIT_ARMED if khs else lib.NMH_WAIT_NONE
 
     @property
     def is_tx(self) -> bool:
@@ -95,73 +266,11 @@ class Kring:
         a peer does (pipes)."""
         return self.users > 0 or self.need_ring
 
-    # -- the prologues; both return False on a ring the user broke --
-
-    def txsync_prologue(self) -> bool:
-        """Check head/cur of a TX ring (netmap's nm_txsync_prologue).
-
-        We want  hwcur <= rhead <= head <= cur <= tail = rtail <= hwtail.
-        """
-        ring = self.ring
-        head, cur, rtail = ring.head, ring.cur, self.rtail
-        if not in_window(head, cur, self.rhead, rtail, self.num_slots):
-            return False
-        if ring.tail != rtail:
-            ring.tail = rtail
-        self.rhead, self.rcur = head, cur
-        return True
-
-    def rxsync_prologue(self) -> bool:
-        """Check head/cur of an RX ring (netmap's nm_rxsync_prologue).
-
-        We want  hwcur <= head <= cur <= tail <= hwtail.
-        """
-        ring = self.ring
-        cur = self.rcur = ring.cur
-        head = self.rhead = ring.head
-        if not in_window(head, cur, self.hwcur, self.hwtail, self.num_slots):
-            return False
-        if ring.tail != self.rtail:
-            ring.tail = self.rtail
-        return True
-
-    def finalize(self) -> None:
-        """After a successful sync: publish hwtail as the user's tail."""
-        self.ring.tail = self.rtail = self.hwtail
-
-    def reinit(self, pool) -> bool:
-        """Repair a ring the user broke (netmap's netmap_ring_reinit).
-
-        Invalid buffer indexes become 0 with length 0 and oversized lengths
-        0; if head, cur or tail were out of range they are reset from the
-        kernel's hwcur/hwtail.  Returns True if the pointers were reset.
-        """
-        ring = self.ring
-        lim = self.num_slots - 1
-        self.rhead, self.rcur, self.rtail = ring.head, ring.cur, ring.tail
-        errors = (ring.cur > lim) + (ring.head > lim) + (ring.tail > lim)
-        buf_size = pool.objsize
-        slot = ring.slot
-        for i in range(self.num_slots):
-            s = slot[i]
-            if not pool.valid(s.buf_idx):
-                s.buf_idx = 0
-                s.len = 0
-            elif s.len > buf_size:
-                s.len = 0
-        self.stats_errors += 1
-        if errors:
-            ring.head = ring.cur = self.rhead = self.rcur = self.hwcur
-            ring.tail = self.rtail = self.hwtail
-        return bool(errors)
-
     def timestamp(self) -> None:
         """ring->ts = the wall clock in microseconds (netmap's microtime),
         after every rxsync: always, unless NO_TIMESTAMP is set and the ring
         does not ask for it with NR_TIMESTAMP (ring_timestamp_set)."""
-        if not NO_TIMESTAMP or self.ring.flags & RingFlag.TIMESTAMP:
-            now = time.time_ns() // 1000
-            self.ring.ts.tv_sec, self.ring.ts.tv_usec = divmod(now, 1_000_000)
+        lib.nmh_ring_timestamp(self.c, NO_TIMESTAMP)
 
     # -- slot accounting, used by drivers --
 
@@ -171,18 +280,4 @@ class Kring:
         if self.direction == TX:
             return (self.rhead - self.hwcur) % n
         return (self.hwcur - 1 - self.hwtail) % n
-
-
-def in_window(head: int, cur: int, lo: int, hi: int, n: int) -> bool:
-    """lo <= head <= cur <= hi on a ring of n slots, where [lo, hi] may wrap
-    (the check both of netmap's sync prologues make)."""
-    if head >= n or cur >= n:
-        return False
-    if hi >= lo:
-        return lo <= head <= cur <= hi
-    if hi < head < lo:
-        return False
-    if head <= hi:
-        return head <= cur <= hi
-    return not hi < cur < head
 

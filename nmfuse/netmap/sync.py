@@ -1,7 +1,8 @@
 """NIOCTXSYNC / NIOCRXSYNC and poll (netmap_ioctl's sync case, netmap_poll).
 
-A sync runs the prologue on each bound ring; a ring the user broke (head
-or cur out of their window, a slot with an invalid buffer index or an
+A sync runs the prologue on each bound ring (the rules are C, csrc/sync.c,
+shared with the C fast path); a ring the user broke (head or cur out of
+their window, a slot with an invalid buffer index or an
 oversized length in the slots it hands over) is reinitialised: bad slots
 are cleared and head/cur/tail return to the kernel's view, and poll
 reports POLLERR for it.  A TX ring is then not synced; an RX ring is, as
@@ -32,26 +33,34 @@ POLLOUT = select.POLLOUT | select.POLLWRNORM
 POLLERR = select.POLLERR
 
 
-def _handed_over_ok(kring, first: int) -> bool:
-    """Slots [first, rhead) are the ones the user just gave the kernel."""
-    n = kring.num_slots
-    count = (kring.rhead - first) % n
-    if not count:
-        return True
+def user_pointers(kring) -> tuple[int, int]:
+    """The head and cur the user hands over for ``kring``: the one place
+    that chooses where they come from (the ring in shared memory)."""
+    ring = kring.ring
+    return ring.head, ring.cur
+
+
+def _limits(kring) -> tuple[int, int]:
     mem = kring.adapter.mem
-    return lib.nmh_slots_check(kring.ring.slot, n, first, count, mem.bufs.objtotal, mem.buf_size) < 0
+    return mem.bufs.objtotal, mem.buf_size
 
 
 def txsync_ring(kring) -> bool:
-    """One TX ring: prologue, driver sync, finalize.  False on a reinit."""
-    old_head = kring.rhead
-    if not kring.txsync_prologue() or not _handed_over_ok(kring, old_head):
-        _reinit(kring)
-        return False
-    if kring.nm_sync(kring) == 0:
-        kring.finalize()
+    """One TX ring: prologue, driver sync, finalize.  False on a reinit.
+    A ring the C fast path is syncing is skipped (netmap's busy ring)."""
+    c = kring.c
+    if lib.nmh_kring_tryget(c) < 0:
         return True
-    return False
+    try:
+        head, cur = user_pointers(kring)
+        if lib.nmh_txsync_begin(c, head, cur, *_limits(kring)) < 0:
+            return False
+        if kring.nm_sync(kring) == 0:
+            lib.nmh_sync_finalize(c)
+            return True
+        return False
+    finally:
+        lib.nmh_kring_put(c)
 
 
 def rxsync_ring(kring, forward_to=None) -> bool:
@@ -62,28 +71,24 @@ def rxsync_ring(kring, forward_to=None) -> bool:
     Unlike TX, a reinitialised RX ring is still synced, as netmap does
     (NIOCRXSYNC and netmap_poll): it releases nothing then, but new frames
     arrive in the same call."""
-    ok = True
-    if not kring.rxsync_prologue() or not _handed_over_ok(kring, kring.hwcur):
-        _reinit(kring)
-        ok = False
-    else:
-        forward.released(kring, forward_to)
-    if kring.nm_sync(kring) == 0:
-        kring.finalize()
-    else:
-        ok = False
-    kring.timestamp()
-    return ok
-
-
-def _reinit(kring) -> None:
-    # netmap keeps in-range pointers the user wrote ("probably wrong to trust
-    # userspace", says its source); we always fall back to the kernel's
-    # hwcur/hwtail, so a refused batch is never half-sent later.
-    kring.reinit(kring.adapter.mem.bufs)
-    ring = kring.ring
-    ring.head = ring.cur = kring.rhead = kring.rcur = kring.hwcur
-    ring.tail = kring.rtail = kring.hwtail
+    c = kring.c
+    if lib.nmh_kring_tryget(c) < 0:
+        return True      # the C fast path is syncing it (netmap's busy ring)
+    try:
+        ok = True
+        head, cur = user_pointers(kring)
+        if lib.nmh_rxsync_begin(c, head, cur, *_limits(kring)) < 0:
+            ok = False
+        else:
+            forward.released(kring, forward_to)
+        if kring.nm_sync(kring) == 0:
+            lib.nmh_sync_finalize(c)
+        else:
+            ok = False
+        kring.timestamp()
+        return ok
+    finally:
+        lib.nmh_kring_put(c)
 
 
 def ioctl_sync(binding, direction: int) -> int:
@@ -109,6 +114,14 @@ def poll(binding, events: int, kh: int | None) -> int:
     revents = 0
     want_tx = events & POLLOUT
     want_rx = events & POLLIN
+    armed = ()
+    if kh is not None:
+        # Before the syncs: a C sync that moves one of these rings after we
+        # looked then leaves the wake-up to the waker, which runs after us
+        # (fast.c); after them, the rings say who waits.
+        armed = [k for d, wanted in ((TX, want_tx), (RX, want_rx)) if wanted for k in binding.krings(d)]
+        for kring in armed:
+            kring.c.waiting = lib.NMH_WAIT_BUSY
 
     if binding.txpoll or want_tx:
         for kring in binding.krings(TX):
@@ -136,6 +149,8 @@ def poll(binding, events: int, kh: int | None) -> int:
 
     if kh is not None and (want_tx or want_rx):
         _wait(binding, kh, want_tx, want_rx)
+    for kring in armed:
+        kring.arm()
     return revents
 
 
