@@ -41,6 +41,24 @@ DIR_NAME = ("tx", "rx")
 NO_TIMESTAMP = False
 
 
+class _CField:
+    """A kring attribute kept in its C struct (``kring.c``): C syncs and
+    Python read and write the one value."""
+
+    def __init__(self, doc: str, field: str | None = None):
+        self.__doc__ = doc
+        self.field = field
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.field = self.field or name
+
+    def __get__(self, kring, owner=None):
+        return self if kring is None else getattr(kring.c, self.field)
+
+    def __set__(self, kring, value) -> None:
+        setattr(kring.c, self.field, value)
+
+
 class Kring:
     """One ring of an adapter, in one direction.
 
@@ -137,60 +155,12 @@ class Kring:
         self._ring = ring
         self.c.ring = ffi.NULL if ring is None else ring
 
-    @property
-    def num_slots(self) -> int:
-        """Slots in the ring (nkr_num_slots)."""
-        return self.c.nkr_num_slots
-
-    @num_slots.setter
-    def num_slots(self, n: int) -> None:
-        self.c.nkr_num_slots = n
-
-    @property
-    def hwcur(self) -> int:
-        """The next slot the kernel processes (nr_hwcur)."""
-        return self.c.nr_hwcur
-
-    @hwcur.setter
-    def hwcur(self, v: int) -> None:
-        self.c.nr_hwcur = v
-
-    @property
-    def hwtail(self) -> int:
-        """The first slot the kernel still owns (nr_hwtail)."""
-        return self.c.nr_hwtail
-
-    @hwtail.setter
-    def hwtail(self, v: int) -> None:
-        self.c.nr_hwtail = v
-
-    @property
-    def rhead(self) -> int:
-        """The head the kernel last accepted."""
-        return self.c.rhead
-
-    @rhead.setter
-    def rhead(self, v: int) -> None:
-        self.c.rhead = v
-
-    @property
-    def rcur(self) -> int:
-        """The cur the kernel last accepted."""
-        return self.c.rcur
-
-    @rcur.setter
-    def rcur(self, v: int) -> None:
-        self.c.rcur = v
-
-    @property
-    def rtail(self) -> int:
-        """The tail the kernel last published."""
-        return self.c.rtail
-
-    @rtail.setter
-    def rtail(self, v: int) -> None:
-        self.c.rtail = v
-
+    num_slots = _CField("Slots in the ring (nkr_num_slots).", "nkr_num_slots")
+    hwcur = _CField("The next slot the kernel processes (nr_hwcur).", "nr_hwcur")
+    hwtail = _CField("The first slot the kernel still owns (nr_hwtail).", "nr_hwtail")
+    rhead = _CField("The head the kernel last accepted.")
+    rcur = _CField("The cur the kernel last accepted.")
+    rtail = _CField("The tail the kernel last published.")
     @property
     def peer(self):
         """Pipes: the peer's kring in the other direction, or None."""
@@ -201,42 +171,10 @@ class Kring:
         self._peer = kring
         self.c.peer = ffi.NULL if kring is None else kring.c
 
-    @property
-    def pipe_tail(self) -> int:
-        """Pipes: the hwtail the peer's syncs published for this ring."""
-        return self.c.pipe_tail
-
-    @pipe_tail.setter
-    def pipe_tail(self, v: int) -> None:
-        self.c.pipe_tail = v
-
-    @property
-    def offset_mask(self) -> int:
-        """The mask of slot.ptr that holds a buffer offset (OFFSETS option), 0: none."""
-        return self.c.offset_mask
-
-    @offset_mask.setter
-    def offset_mask(self, v: int) -> None:
-        self.c.offset_mask = v
-
-    @property
-    def stats_packets(self) -> int:
-        """Slots synced."""
-        return self.c.stats_packets
-
-    @stats_packets.setter
-    def stats_packets(self, v: int) -> None:
-        self.c.stats_packets = v
-
-    @property
-    def stats_errors(self) -> int:
-        """Reinits and bad slots seen: rings the user broke."""
-        return self.c.stats_errors
-
-    @stats_errors.setter
-    def stats_errors(self, v: int) -> None:
-        self.c.stats_errors = v
-
+    pipe_tail = _CField("Pipes: the hwtail the peer's syncs published for this ring.")
+    offset_mask = _CField("The mask of slot.ptr that holds a buffer offset (OFFSETS option), 0: none.")
+    stats_packets = _CField("Slots synced.")
+    stats_errors = _CField("Reinits and bad slots seen: rings the user broke.")
     def reset_pointers(self) -> None:
         """Put the kernel's view back at the start: an empty RX ring, a TX ring
         with every slot but one free."""
