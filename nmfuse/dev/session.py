@@ -40,8 +40,32 @@ Threading and shutdown model
   finishes last closes the /dev/fuse fd: never while the other uses it.
 * ``serve`` also returns by itself on DESTROY, or when the mount goes away
   (an outside unmount with no client left).
+
+Answers out of order
+--------------------
+
+An ioctl handler may return a ``DeferredAnswer`` (handler.py) instead of
+its answer: a request that runs until another one ends it (netmap's
+SYNC_KLOOP_START) must not hold a worker.  The session records it by the
+request's unique and the worker goes on serving; the handler delivers the
+answer later from any thread, and it is written to the transport the
+request came from (a clone's requests are answered on the clone).
+
+    worker: ioctl -> DeferredAnswer --> _pending[unique], serve the next
+    any thread: deliver(errno, out) --> pop _pending[unique], one writev
+    INTERRUPT of unique -------------> pop, answer EINTR, answer.interrupt()
+    shutdown ------------------------> pop all, answer.interrupt(), no answer
+
+An INTERRUPT that arrives before its request was deferred is remembered
+(a bounded set) and applied when it is.  On an io_uring queue the answer
+can only go through the entry that carried the request, so the worker
+keeps that entry and waits for the answer; so that the CPU's queue does
+not stall meanwhile (a STOP from the same CPU would wait for it forever),
+the worker first makes sure another entry serves the CPU, registering one
+more (a queue of its own, in a thread pinned to the CPU) when none is free.
 """
 
+import collections
 import enum
 import errno
 import logging
@@ -65,8 +89,17 @@ from nmfuse.abi.fuse import (
 from nmfuse.dev import request as rq
 from nmfuse.dev.channel import FuseChannel
 from nmfuse.dev.errors import DeviceError, NoPassthrough
-from nmfuse.dev.handler import Caller, DeviceHandler
-from nmfuse.dev.reply import IOVec, ReusedReplies, attr_out, reply_attr, reply_init, reply_open
+from nmfuse.dev.handler import Caller, DeferredAnswer, DeviceHandler
+from nmfuse.dev.reply import (
+    IOVec,
+    ReusedReplies,
+    attr_out,
+    reply_attr,
+    reply_error,
+    reply_init,
+    reply_ioctl,
+    reply_open,
+)
 
 log = logging.getLogger("nmfuse.dev")
 
@@ -80,6 +113,7 @@ MAX_PAGES = MAX_WRITE // mmap.PAGESIZE  # also bounds an ioctl's in/out size
 ATTR_VALID_NS = 24 * 3600 * 10**9  # attributes never change: let the kernel cache them
 MAX_ERRNO = 4095  # the kernel rejects larger error values
 _CALLER_CACHE_LIMIT = 4096
+_EARLY_INTERRUPTS = 1024  # INTERRUPTs remembered for requests not (yet) deferred
 
 _NO_REPLY = frozenset({int(Opcode.FORGET), int(Opcode.BATCH_FORGET), int(Opcode.INTERRUPT)})
 _INIT, _DESTROY = int(Opcode.INIT), int(Opcode.DESTROY)
@@ -110,6 +144,21 @@ class Worker:
         self.cpu = cpu
 
 
+class _Pending:
+    """A deferred ioctl answer the session still owes: where it goes, and
+    (io_uring) the event its worker waits on with the answer's iovec."""
+
+    __slots__ = ("answer", "event", "iov", "out_size", "transport", "unique")
+
+    def __init__(self, unique: int, transport, out_size: int, answer: DeferredAnswer, wait: bool):
+        self.unique = unique
+        self.transport = transport
+        self.out_size = out_size
+        self.answer = answer
+        self.event = threading.Event() if wait else None
+        self.iov: IOVec | None = None
+
+
 class _State(enum.Enum):
     NEW = "waiting for INIT"
     RUNNING = "serving"
@@ -128,6 +177,8 @@ class SessionStatistics:
     parse_errors: int = 0        # requests that could not be parsed (short, unknown opcode)
     handler_exceptions: int = 0  # handler calls that raised something else than OSError
     notifications: int = 0       # poll notifications written
+    deferred: int = 0            # ioctl answers deferred by the handler
+    interrupted: int = 0         # deferred answers ended by an INTERRUPT (answered EINTR)
 
 
 class Session:
@@ -179,8 +230,15 @@ class Session:
         self._lock = threading.Lock()  # serving / shut down / fd closed
         self._serving = False
         self._shut_down = False
+        # deferred answers (see "Answers out of order")
+        self._pending: dict[int, _Pending] = {}
+        self._early_interrupts: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self._pending_lock = threading.Lock()
+        self._uring_free: dict[int, int] = {}   # per CPU: io_uring entries not holding a deferred answer
+        self._spares: list[tuple[object, threading.Thread]] = []
         # statistics
         self._errors = self._parse_errors = self._exceptions = self._notifications = 0
+        self._deferred = self._interrupted = 0
 
     # ---- dispatch tables: the session rules live here --------------------
 
@@ -201,6 +259,7 @@ class Session:
             int(Opcode.IOCTL): self._ioctl,
             int(Opcode.POLL): self._poll,
             _DESTROY: self._destroy,
+            int(Opcode.INTERRUPT): self._interrupt,
         })
         return table
 
@@ -269,7 +328,10 @@ class Session:
         try:
             self._loop(self._main)
         finally:
-            for transport, thread in extra:
+            self._abandon_all()
+            with self._pending_lock:
+                spares, self._spares = self._spares, []
+            for transport, thread in extra + spares:
                 stop = getattr(transport, "stop", None)
                 if stop is not None:  # an io_uring queue, whose connection may outlive this loop
                     stop()
@@ -317,6 +379,8 @@ class Session:
             worker = Worker(f"uring{queue.cpu}", queue, cpu=queue.cpu)
             with self._lock:
                 self._workers.append(worker)
+            with self._pending_lock:
+                self._uring_free[queue.cpu] = self._uring_free.get(queue.cpu, 0) + 1
             self._serve_worker(worker)
 
         if not self._uring_announced:
@@ -375,6 +439,7 @@ class Session:
                 stop()
         if not self._channel.abort():
             log.info("fusectl unavailable: the connection ends when the request loop stops")
+        self._abandon_all()
         with self._lock:
             close = not self._serving
         if close:
@@ -395,7 +460,8 @@ class Session:
                                  per_worker=MappingProxyType({w.name: sum(w.counts) for w in workers}),
                                  errors=self._errors,
                                  parse_errors=self._parse_errors, handler_exceptions=self._exceptions,
-                                 notifications=self._notifications)
+                                 notifications=self._notifications, deferred=self._deferred,
+                                 interrupted=self._interrupted)
 
     # ---- the loop -------------------------------------------------------
 
@@ -582,8 +648,11 @@ class Session:
         key = (h.pid, h.uid, h.gid)
         caller = self._callers.get(key) or self._new_caller(key)
         try:
-            err, out = self._handler_ioctl(caller, a.fh, a.cmd, a.arg,
-                                           req.data() if a.in_size else b"", out_size)
+            result = self._handler_ioctl(caller, a.fh, a.cmd, a.arg,
+                                         req.data() if a.in_size else b"", out_size)
+            if result.__class__ is not tuple:
+                return self._defer(worker, h.unique, result, out_size)
+            err, out = result
             if err and not 0 < err <= MAX_ERRNO:
                 raise ValueError(f"ioctl handler returned errno {err}: want 0 or a positive errno")
             return self._ioctl_answer(worker, h.unique, err, out, out_size)
@@ -596,6 +665,106 @@ class Session:
         if err:
             self._errors += 1
         return worker.replies.ioctl(unique, err, out, out_size)
+
+    # ---- deferred answers ------------------------------------------------
+
+    def _defer(self, worker: Worker, unique: int, answer: DeferredAnswer, out_size: int):
+        """Record ``answer`` for ``unique``; returns None (the worker goes on)
+        or, on an io_uring queue, the answer's iovec once it came."""
+        if not isinstance(answer, DeferredAnswer):
+            raise TypeError(f"ioctl handler returned {answer!r}: want (errno, out) or a DeferredAnswer")
+        uring = worker.cpu is not None
+        pending = _Pending(unique, worker.transport, out_size, answer, wait=uring)
+        with self._pending_lock:
+            self._deferred += 1
+            interrupted = self._early_interrupts.pop(unique, False) is None
+            self._pending[unique] = pending
+            if uring:
+                self._uring_free[worker.cpu] -= 1
+                spare = self._uring_free[worker.cpu] <= 0 and not self._shut_down
+        if uring and spare:
+            self._add_spare(worker.cpu)
+        answer.when_done(lambda err, out: self._deliver(pending, err, out))
+        if interrupted or self._shut_down:
+            self._abandon(pending, errno.EINTR if interrupted else None)
+        if not uring:
+            return None
+        pending.event.wait()
+        with self._pending_lock:
+            self._uring_free[worker.cpu] += 1
+        return pending.iov
+
+    def _deliver(self, pending: _Pending, err: int, out) -> None:
+        """The handler's answer for ``pending``: sent, unless it was abandoned."""
+        with self._pending_lock:
+            if self._pending.pop(pending.unique, None) is None:
+                return  # interrupted or shut down: nobody waits
+        if err and not 0 < err <= MAX_ERRNO:
+            log.error("deferred ioctl answer with errno %d: answering EIO", err)
+            err, out = errno.EIO, b""
+        if err:
+            self._errors += 1
+        self._send_pending(pending, reply_ioctl(pending.unique, err, out, pending.out_size))
+
+    def _abandon(self, pending: _Pending, err: int | None) -> None:
+        """The caller no longer waits: answer ``err`` (EINTR) or nothing
+        (shutdown), and tell the handler."""
+        with self._pending_lock:
+            if self._pending.pop(pending.unique, None) is None:
+                return
+        if err is not None:
+            self._interrupted += 1
+            self._send_pending(pending, reply_error(pending.unique, err))
+        elif pending.event is not None:
+            pending.event.set()
+        pending.answer.interrupt()
+
+    def _abandon_all(self) -> None:
+        with self._pending_lock:
+            pending = list(self._pending.values())
+        for p in pending:
+            self._abandon(p, None)
+
+    def _send_pending(self, pending: _Pending, iov: IOVec) -> None:
+        if pending.event is not None:  # its io_uring worker sends it through its entry
+            pending.iov = iov
+            pending.event.set()
+            return
+        try:
+            pending.transport.send(iov)
+        except OSError as e:
+            log.error("sending the deferred answer of %d: %s", pending.unique, e.strerror)
+
+    def _interrupt(self, req: rq.Interrupt, worker: Worker) -> None:
+        """INTERRUPT: a deferred answer is answered EINTR at once; a request
+        not deferred (yet) is remembered, the others are answered anyway."""
+        unique = req.arg.unique
+        with self._pending_lock:
+            pending = self._pending.get(unique)
+            if pending is None:
+                self._early_interrupts[unique] = None
+                if len(self._early_interrupts) > _EARLY_INTERRUPTS:
+                    self._early_interrupts.popitem(last=False)
+        if pending is not None:
+            self._abandon(pending, errno.EINTR)
+
+    def _add_spare(self, cpu: int) -> None:
+        """One more io_uring entry for ``cpu``, in a thread of its own."""
+        from nmfuse.dev import uring
+        started = uring.start_queues(self._channel.fd, BUFFER_SIZE, self._serve_spare, cpus=[cpu])
+        if isinstance(started, str):
+            log.error("io_uring queue %d: no spare entry (%s): it waits for a deferred answer", cpu, started)
+            return
+        with self._pending_lock:
+            self._spares.extend(started)
+
+    def _serve_spare(self, queue) -> None:
+        worker = Worker(f"uring{queue.cpu}+", queue, cpu=queue.cpu)
+        with self._lock:
+            self._workers.append(worker)
+        with self._pending_lock:
+            self._uring_free[queue.cpu] += 1
+        self._serve_worker(worker)
 
     def _poll(self, req: rq.Poll, worker: Worker):
         h, a = req.header, req.arg

@@ -245,9 +245,10 @@ class StoppableReader:
             os.close(wake)
 
 
-def start_queues(fuse_fd: int, payload_size: int,
-                 serve: Callable[[UringQueue], None]) -> list[tuple[UringQueue, threading.Thread]] | str:
-    """One queue per possible CPU, each in a thread pinned to its CPU that
+def start_queues(fuse_fd: int, payload_size: int, serve: Callable[[UringQueue], None],
+                 cpus: list[int] | None = None) -> list[tuple[UringQueue, threading.Thread]] | str:
+    """One queue per possible CPU (or per CPU of ``cpus``: one more entry
+    for a CPU already served), each in a thread pinned to its CPU that
     runs ``serve(queue)`` once every queue is registered.
 
     Returns the queues with their threads, or why io_uring is not used (a
@@ -258,7 +259,8 @@ def start_queues(fuse_fd: int, payload_size: int,
     if reason:
         return reason
     layout = _layout()
-    cpus = possible_cpus()
+    if cpus is None:
+        cpus = possible_cpus()
     queues = [UringQueue(fuse_fd, cpu, payload_size, layout) for cpu in cpus]
     opened = [threading.Event() for _ in cpus]
     errors: list[str | None] = [None] * len(cpus)
