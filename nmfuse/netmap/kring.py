@@ -97,31 +97,39 @@ class Kring:
 
     # -- the prologues; both return False on a ring the user broke --
 
-    def txsync_prologue(self) -> bool:
-        """Check head/cur of a TX ring (netmap's nm_txsync_prologue).
+    def txsync_prologue(self, head: int | None = None, cur: int | None = None) -> bool:
+        """Check head/cur of a TX ring (netmap's nm_txsync_prologue): the
+        ring's, or the ``head``/``cur`` given (CSB mode: the ring's tail is
+        then the application's business and left alone).
 
         We want  hwcur <= rhead <= head <= cur <= tail = rtail <= hwtail.
         """
         ring = self.ring
-        head, cur, rtail = ring.head, ring.cur, self.rtail
+        shadow = head is not None
+        if not shadow:
+            head, cur = ring.head, ring.cur
+        rtail = self.rtail
         if not in_window(head, cur, self.rhead, rtail, self.num_slots):
             return False
-        if ring.tail != rtail:
+        if not shadow and ring.tail != rtail:
             ring.tail = rtail
         self.rhead, self.rcur = head, cur
         return True
 
-    def rxsync_prologue(self) -> bool:
-        """Check head/cur of an RX ring (netmap's nm_rxsync_prologue).
+    def rxsync_prologue(self, head: int | None = None, cur: int | None = None) -> bool:
+        """Check head/cur of an RX ring (netmap's nm_rxsync_prologue), the
+        ring's or those given (as for ``txsync_prologue``).
 
         We want  hwcur <= head <= cur <= tail <= hwtail.
         """
         ring = self.ring
-        cur = self.rcur = ring.cur
-        head = self.rhead = ring.head
+        shadow = head is not None
+        if not shadow:
+            head, cur = ring.head, ring.cur
+        self.rcur, self.rhead = cur, head
         if not in_window(head, cur, self.hwcur, self.hwtail, self.num_slots):
             return False
-        if ring.tail != self.rtail:
+        if not shadow and ring.tail != self.rtail:
             ring.tail = self.rtail
         return True
 

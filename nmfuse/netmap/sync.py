@@ -42,19 +42,46 @@ def _handed_over_ok(kring, first: int) -> bool:
     return lib.nmh_slots_check(kring.ring.slot, n, first, count, mem.bufs.objtotal, mem.buf_size) < 0
 
 
-def txsync_ring(kring) -> bool:
+# CSB mode (the sync-kloop, kloop.py): the application's head/cur come from
+# its nm_csb_atok entry instead of the ring, and hwcur/hwtail go to its
+# nm_csb_ktoa entry instead of the ring's tail.  These two functions are
+# the only places the sync path knows about it; ``csb`` is None or the
+# ring's (atok, ktoa) pair of cffi structs (local copies the kloop reads
+# and writes back in bulk).
+
+def user_pointers(kring, csb=None) -> tuple[int, int] | tuple[None, None]:
+    """The head/cur the user handed to ``kring``: (None, None) to let the
+    prologue read them from the ring, or the CSB entry's in CSB mode."""
+    if csb is None:
+        return None, None
+    atok = csb[0]
+    return atok.head, atok.cur
+
+
+def publish(kring, csb=None) -> None:
+    """After a successful sync: the kernel's hwcur/hwtail to the user (the
+    ring's tail; in CSB mode, the ktoa entry)."""
+    if csb is None:
+        kring.finalize()
+        return
+    ktoa = csb[1]
+    ktoa.hwcur = kring.hwcur
+    ktoa.hwtail = kring.rtail = kring.hwtail
+
+
+def txsync_ring(kring, csb=None) -> bool:
     """One TX ring: prologue, driver sync, finalize.  False on a reinit."""
     old_head = kring.rhead
-    if not kring.txsync_prologue() or not _handed_over_ok(kring, old_head):
+    if not kring.txsync_prologue(*user_pointers(kring, csb)) or not _handed_over_ok(kring, old_head):
         _reinit(kring)
         return False
     if kring.nm_sync(kring) == 0:
-        kring.finalize()
+        publish(kring, csb)
         return True
     return False
 
 
-def rxsync_ring(kring, forward_to=None) -> bool:
+def rxsync_ring(kring, forward_to=None, csb=None) -> bool:
     """One RX ring: prologue, transparent forwarding (down into the TX
     krings ``forward_to`` when the binding may, see forward.py), driver
     sync, finalize, timestamp.  False on a reinit or a failed sync.
@@ -63,13 +90,13 @@ def rxsync_ring(kring, forward_to=None) -> bool:
     (NIOCRXSYNC and netmap_poll): it releases nothing then, but new frames
     arrive in the same call."""
     ok = True
-    if not kring.rxsync_prologue() or not _handed_over_ok(kring, kring.hwcur):
+    if not kring.rxsync_prologue(*user_pointers(kring, csb)) or not _handed_over_ok(kring, kring.hwcur):
         _reinit(kring)
         ok = False
     else:
         forward.released(kring, forward_to)
     if kring.nm_sync(kring) == 0:
-        kring.finalize()
+        publish(kring, csb)
     else:
         ok = False
     kring.timestamp()
