@@ -29,9 +29,9 @@ from pathlib import Path
 
 import trio
 
+from nmfuse.dev import userfds
 from nmfuse.dev.channel import FuseChannel
 from nmfuse.dev.session import Session
-from nmfuse.dev import userfds
 from nmfuse.dev.usermem import UserMemory
 from nmfuse.drivers import all_drivers
 from nmfuse.mem import MemoryAllocator, PoolConfig
