@@ -255,12 +255,14 @@ def start_queues(fuse_fd: int, payload_size: int, serve: Callable[[UringQueue], 
     reason to log; then no thread is left running and nothing registered
     stays: a queue closed before the ring is complete is never used).
     """
-    reason = unavailable()
-    if reason:
-        return reason
-    layout = _layout()
     if cpus is None:
+        reason = unavailable()
+        if reason:
+            return reason
         cpus = possible_cpus()
+    # else: more entries for a connection already in io_uring mode, which
+    # it keeps whatever the module parameter has become since
+    layout = _layout()
     queues = [UringQueue(fuse_fd, cpu, payload_size, layout) for cpu in cpus]
     opened = [threading.Event() for _ in cpus]
     errors: list[str | None] = [None] * len(cpus)
