@@ -227,7 +227,7 @@ class Kloop:
         if mode_opt is not None:
             mode = mode_opt.struct().mode
             self.direct = [bool(mode & KloopMode.DIRECT_TX), bool(mode & KloopMode.DIRECT_RX)]
-            if mode & ~(KloopMode.DIRECT_TX | KloopMode.DIRECT_RX):
+            if mode & ~int(KloopMode.DIRECT_TX | KloopMode.DIRECT_RX):  # (~ of a Flag stays inside it)
                 mode_opt.status = errno.EINVAL
                 raise OSError(errno.EINVAL, "unknown kloop mode bits")
             mode_opt.status = 0
