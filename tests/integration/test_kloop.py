@@ -128,7 +128,7 @@ def uring_mount(tmp_path, uring_enabled):
 
 def test_kloops_over_io_uring(uring_mount):
     assert uring_mount.status()["transport"] == "io_uring"
-    _kloop(uring_mount, "ku", "-n", "200000")
-    _kloop(uring_mount, "kv", "-n", "200000", "-e")
+    _kloop(uring_mount, "ku", "-n", "200000", timeout=120)
+    _kloop(uring_mount, "kv", "-n", "200000", "-e", timeout=120)
     res = uring_mount.run(client("nm-ctltest"), "kloop_order", "kloop_options", check=False)
     assert res.returncode == 0 and " 0 failed" in res.stdout, res.stdout + res.stderr + uring_mount.output()
