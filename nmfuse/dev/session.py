@@ -61,8 +61,13 @@ An INTERRUPT that arrives before its request was deferred is remembered
 can only go through the entry that carried the request, so the worker
 keeps that entry and waits for the answer; so that the CPU's queue does
 not stall meanwhile (a STOP from the same CPU would wait for it forever),
-the worker first makes sure another entry serves the CPU, registering one
-more (a queue of its own, in a thread pinned to the CPU) when none is free.
+each CPU starts with one spare entry (a queue of its own, in a thread
+pinned to the CPU: ``per_worker`` lists it as ``uringN+K``, ``workers``
+does not count it), and a worker that keeps its entry for a deferred
+answer registers one more when that leaves its CPU a single free entry.
+The kernel hands a request that found no free entry to the next entry
+that commits, not to one registered later: a free entry must exist
+before the deferral, not after it.
 """
 
 import collections
@@ -236,6 +241,7 @@ class Session:
         self._pending_lock = threading.Lock()
         self._uring_free: dict[int, int] = {}   # per CPU: io_uring entries not holding a deferred answer
         self._spares: list[tuple[object, threading.Thread]] = []
+        self._spare_workers: set[Worker] = set()  # spare io_uring entries (not counted as workers)
         # statistics
         self._errors = self._parse_errors = self._exceptions = self._notifications = 0
         self._deferred = self._interrupted = 0
@@ -343,6 +349,7 @@ class Session:
             with self._lock:
                 self._serving = False
                 self._workers = [self._main]
+                self._spare_workers.clear()
                 close = self._shut_down
             if close:
                 self._channel.close()
@@ -394,6 +401,8 @@ class Session:
                         "" if refused is None else f"; {refused}")
             return []
         self._main.transport = uring.StoppableReader(self._channel)
+        for queue, _ in started:  # each CPU keeps a free entry while another holds a deferred answer
+            self._add_spare(queue.cpu)
         return started
 
     def _uring_allowed(self, offered: InitFlag) -> bool:
@@ -456,7 +465,7 @@ class Session:
                     name = Opcode(op).name
                     requests[name] = requests.get(name, 0) + count
         return SessionStatistics(requests=MappingProxyType(requests), transport=self._transport.value,
-                                 workers=len(workers),
+                                 workers=len([w for w in workers if w not in self._spare_workers]),
                                  per_worker=MappingProxyType({w.name: sum(w.counts) for w in workers}),
                                  errors=self._errors,
                                  parse_errors=self._parse_errors, handler_exceptions=self._exceptions,
@@ -681,7 +690,7 @@ class Session:
             self._pending[unique] = pending
             if uring:
                 self._uring_free[worker.cpu] -= 1
-                spare = self._uring_free[worker.cpu] <= 0 and not self._shut_down
+                spare = self._uring_free[worker.cpu] <= 1 and not self._shut_down
         if uring and spare:
             self._add_spare(worker.cpu)
         answer.when_done(lambda err, out: self._deliver(pending, err, out))
@@ -759,9 +768,10 @@ class Session:
             self._spares.extend(started)
 
     def _serve_spare(self, queue) -> None:
-        worker = Worker(f"uring{queue.cpu}+", queue, cpu=queue.cpu)
         with self._lock:
+            worker = Worker(f"uring{queue.cpu}+{len(self._spare_workers)}", queue, cpu=queue.cpu)
             self._workers.append(worker)
+            self._spare_workers.add(worker)
         with self._pending_lock:
             self._uring_free[queue.cpu] += 1
         self._serve_worker(worker)
