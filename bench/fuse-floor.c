@@ -46,7 +46,9 @@
 #include <stddef.h>
 
 #include "../nmfuse/csrc/uring.h"
+#include "../nmfuse/csrc/hook.h"
 #include "../nmfuse/csrc/uring.c"
+#include "../nmfuse/csrc/hook.c"  /* the queue code can answer hooks; the floor installs none */
 
 #include "fuse_abi.h"
 

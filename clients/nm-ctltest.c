@@ -57,6 +57,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/time.h>
@@ -1939,6 +1940,229 @@ static void ck_kloop_start(struct ctx *c)
     ctrl_expect(c, fd2, &h, 0, 0, WB_FULL);
 }
 
+/* A SYNC_KLOOP_START running in a thread of its own (it answers only when the loop ends). */
+struct kloop_run {
+    int fd;
+    int err;
+    pthread_t thread;
+    struct nmreq_header h;
+    struct nmreq_sync_kloop_start s;
+};
+
+static void *kloop_run_thread(void *arg)
+{
+    struct kloop_run *k = arg;
+
+    k->err = ioctl(k->fd, NIOCCTRL, &k->h) < 0 ? errno : 0;
+    return NULL;
+}
+
+/* A null port, 1 TX and 1 RX ring of 64 slots, NR_EXCLUSIVE, in CSB mode. */
+static int csb_null_open(struct ctx *c, struct csb_atok **atok, struct csb_ktoa **ktoa)
+{
+    struct nmreq_register r;
+    int fd = dev_open(c);
+
+    *atok = zalloc(c, 2 * sizeof(**atok));
+    *ktoa = zalloc(c, 2 * sizeof(**ktoa));
+    reg_null(&r, 1, 1, 64, 64);
+    r.nr_flags = NR_EXCLUSIVE;
+    step(c, "REGISTER null NR_EXCLUSIVE + CSB");
+    null_register(c, fd, "ctlnull", &r, csb_opt(c, *atok, *ktoa));
+    return fd;
+}
+
+/* Is a loop running on fd?  CSB_ENABLE answers EBUSY then, 0 otherwise. */
+static int kloop_running(struct ctx *c, int fd, struct csb_atok *atok, struct csb_ktoa *ktoa)
+{
+    struct nmreq_header h;
+
+    hdr_init(&h, NETMAP_REQ_CSB_ENABLE, "", NULL);
+    h.nr_options = (uintptr_t)csb_opt(c, atok, ktoa);
+    return xioctl(fd, NIOCCTRL, &h) == EBUSY;
+}
+
+/* START in a thread and wait until the loop runs; with opts, the START's option chain. */
+static void kloop_begin(struct ctx *c, struct kloop_run *k, int fd, void *opts,
+                        struct csb_atok *atok, struct csb_ktoa *ktoa)
+{
+    memset(k, 0, sizeof(*k));
+    k->fd = fd;
+    k->err = -1;
+    k->s.sleep_us = 100;
+    hdr_init(&k->h, NETMAP_REQ_SYNC_KLOOP_START, "", &k->s);
+    k->h.nr_options = (uintptr_t)opts;
+    CHECK(c, pthread_create(&k->thread, NULL, kloop_run_thread, k) == 0, "pthread_create");
+    for (int i = 0; i < 5000 && !kloop_running(c, fd, atok, ktoa); i++) {
+        CHECK(c, __atomic_load_n(&k->err, __ATOMIC_ACQUIRE) == -1,
+              "SYNC_KLOOP_START returned %s before any STOP", edesc(k->err));
+        usleep(1000);
+    }
+    CHECK(c, kloop_running(c, fd, atok, ktoa), "the loop does not run 5 s after START");
+}
+
+/* Wait for the START of k to return; its errno. */
+static int kloop_end(struct kloop_run *k)
+{
+    pthread_join(k->thread, NULL);
+    return k->err;
+}
+
+static void kloop_stop(struct ctx *c, int fd, int want, const char *what)
+{
+    struct nmreq_header h;
+
+    hdr_init(&h, NETMAP_REQ_SYNC_KLOOP_STOP, "", NULL);
+    step(c, "%s", what);
+    ctrl_expect(c, fd, &h, 0, want, WB_FULL);
+}
+
+/*
+ * START/STOP in every order (netmap_kloop.c): STOP with no loop answers 0
+ * and leaves the stopping flag, so the next START returns 0 at once; a
+ * running loop makes a second START (same fd, or a dup of it) and
+ * CSB_ENABLE answer EBUSY, the syncs still EBUSY (CSB mode); STOP from
+ * another thread or a dup of the fd ends it and START answers 0; a new
+ * START afterwards runs again.
+ */
+static void ck_kloop_order(struct ctx *c)
+{
+    struct csb_atok *atok;
+    struct csb_ktoa *ktoa;
+    struct kloop_run k, k2;
+    struct nmreq_header h;
+    int fd = csb_null_open(c, &atok, &ktoa), fd2;
+
+    kloop_stop(c, fd, 0, "STOP before any START");
+    step(c, "START after a STOP with no loop: returns 0 at once");
+    memset(&k, 0, sizeof(k));
+    k.fd = fd;
+    k.s.sleep_us = 100;
+    hdr_init(&k.h, NETMAP_REQ_SYNC_KLOOP_START, "", &k.s);
+    kloop_run_thread(&k);
+    expect_err(c, k.err, 0, "SYNC_KLOOP_START after STOP");
+
+    step(c, "START runs until STOP");
+    kloop_begin(c, &k, fd, NULL, atok, ktoa);
+    k2.fd = fd;
+    k2.s.sleep_us = 0;
+    hdr_init(&k2.h, NETMAP_REQ_SYNC_KLOOP_START, "", &k2.s);
+    step(c, "a second START on the same fd while the loop runs");
+    kloop_run_thread(&k2);
+    expect_err(c, k2.err, EBUSY, "second SYNC_KLOOP_START");
+    fd2 = dup(fd);
+    CHECK(c, fd2 >= 0, "dup: %s", edesc(errno));
+    step(c, "a second START on a dup of the fd while the loop runs");
+    kloop_run_thread(&k2);
+    expect_err(c, k2.err, EBUSY, "SYNC_KLOOP_START on the dup");
+    hdr_init(&h, NETMAP_REQ_CSB_ENABLE, "", NULL);
+    h.nr_options = (uintptr_t)csb_opt(c, atok, ktoa);
+    step(c, "CSB_ENABLE while the loop runs");
+    ctrl_expect(c, fd, &h, 0, EBUSY, WB_FULL);
+    expect_opt(c, (void *)(uintptr_t)h.nr_options, NETMAP_REQ_OPT_CSB, NULL, EBUSY, "CSB option");
+    expect_err(c, xioctl(fd, NIOCTXSYNC, NULL), EBUSY, "NIOCTXSYNC while the loop runs");
+    kloop_stop(c, fd2, 0, "STOP on a dup of the fd");
+    expect_err(c, kloop_end(&k), 0, "SYNC_KLOOP_START after STOP");
+    close(fd2);
+
+    step(c, "START again after the loop ended");
+    kloop_begin(c, &k, fd, NULL, atok, ktoa);
+    kloop_stop(c, fd, 0, "STOP from another thread on the same fd");
+    expect_err(c, kloop_end(&k), 0, "SYNC_KLOOP_START after STOP");
+    kloop_stop(c, fd, 0, "STOP after the loop ended");
+    kloop_stop(c, fd, 0, "STOP once more");
+    step(c, "START after those STOPs: returns 0 at once");
+    kloop_run_thread(&k);
+    expect_err(c, k.err, 0, "SYNC_KLOOP_START after STOP");
+}
+
+/* START with opts that must fail with want (the first option's status: ostatus). */
+static void kloop_start_reject(struct ctx *c, int fd, void *opts, int want, uint32_t ostatus, const char *why)
+{
+    struct nmreq_sync_kloop_start s;
+    struct nmreq_header h;
+    const struct nmreq_option *o = opts;
+
+    memset(&s, 0, sizeof(s));
+    hdr_init(&h, NETMAP_REQ_SYNC_KLOOP_START, "", &s);
+    h.nr_options = (uintptr_t)opts;
+    step(c, "SYNC_KLOOP_START with %s", why);
+    ctrl_expect(c, fd, &h, sizeof(s), want, WB_FULL);
+    expect_opt(c, o, o->nro_reqtype, (void *)(uintptr_t)o->nro_next, ostatus, why);
+}
+
+static struct nmreq_opt_sync_kloop_eventfds *eventfds_opt(struct ctx *c, unsigned n, int io, int irq)
+{
+    size_t size = sizeof(struct nmreq_opt_sync_kloop_eventfds) + n * sizeof(struct nmreq_opt_sync_kloop_eventfd);
+    struct nmreq_opt_sync_kloop_eventfds *o = zalloc(c, size);
+
+    opt_init(o, NETMAP_REQ_OPT_SYNC_KLOOP_EVENTFDS);
+    o->nro_opt.nro_size = size;
+    for (unsigned i = 0; i < n; i++) {
+        o->eventfds[i].ioeventfd = io;
+        o->eventfds[i].irqfd = irq;
+    }
+    return o;
+}
+
+static struct nmreq_opt_sync_kloop_mode *mode_opt(struct ctx *c, uint32_t mode)
+{
+    struct nmreq_opt_sync_kloop_mode *o = zalloc(c, sizeof(*o));
+
+    opt_init(o, NETMAP_REQ_OPT_SYNC_KLOOP_MODE);
+    o->nro_opt.nro_size = sizeof(*o);
+    o->mode = mode;
+    return o;
+}
+
+/*
+ * The START options (netmap_sync_kloop): a mode with unknown bits, an
+ * eventfds option whose size does not match the bound rings, a direct mode
+ * without every ioeventfd -> EINVAL with the option's status EINVAL; an
+ * irqfd that is not an eventfd -> EINVAL, one that is not open -> EBADF
+ * (the option itself accepted); valid eventfds and a direct mode: the loop
+ * runs, and both options answer 0.
+ */
+static void ck_kloop_options(struct ctx *c)
+{
+    struct csb_atok *atok;
+    struct csb_ktoa *ktoa;
+    struct nmreq_opt_sync_kloop_eventfds *ev;
+    struct nmreq_opt_sync_kloop_mode *mo;
+    struct kloop_run k;
+    int fd = csb_null_open(c, &atok, &ktoa), efd[2], p[2];
+
+    kloop_start_reject(c, fd, mode_opt(c, 4), EINVAL, EINVAL, "mode 4 (unknown bit)");
+    kloop_start_reject(c, fd, eventfds_opt(c, 1, -1, -1), EINVAL, EINVAL, "eventfds for 1 ring of 2");
+    kloop_start_reject(c, fd, eventfds_opt(c, 3, -1, -1), EINVAL, EINVAL, "eventfds for 3 rings of 2");
+    mo = mode_opt(c, NM_OPT_SYNC_KLOOP_DIRECT_TX);
+    ev = eventfds_opt(c, 2, -1, -1);
+    ev->nro_opt.nro_next = (uintptr_t)mo;
+    kloop_start_reject(c, fd, ev, EINVAL, EINVAL, "DIRECT_TX without ioeventfds");
+    CHECK(c, pipe(p) == 0, "pipe: %s", edesc(errno));
+    kloop_start_reject(c, fd, eventfds_opt(c, 2, -1, p[0]), EINVAL, 0, "a pipe as irqfd");
+    close(p[0]);
+    close(p[1]);
+    kloop_start_reject(c, fd, eventfds_opt(c, 2, -1, 1000), EBADF, 0, "irqfd 1000 (not open)");
+
+    efd[0] = eventfd(0, EFD_CLOEXEC);
+    efd[1] = eventfd(0, EFD_CLOEXEC);
+    CHECK(c, efd[0] >= 0 && efd[1] >= 0, "eventfd: %s", edesc(errno));
+    ev = eventfds_opt(c, 2, -1, -1);
+    ev->eventfds[0].ioeventfd = ev->eventfds[1].ioeventfd = efd[0];
+    ev->eventfds[0].irqfd = ev->eventfds[1].irqfd = efd[1];
+    mo = mode_opt(c, NM_OPT_SYNC_KLOOP_DIRECT_RX);
+    ev->nro_opt.nro_next = (uintptr_t)mo;
+    step(c, "START with eventfds and DIRECT_RX");
+    kloop_begin(c, &k, fd, ev, atok, ktoa);
+    kloop_stop(c, fd, 0, "STOP the eventfd loop");
+    expect_err(c, kloop_end(&k), 0, "SYNC_KLOOP_START with eventfds after STOP");
+    expect_opt(c, ev, NETMAP_REQ_OPT_SYNC_KLOOP_EVENTFDS, mo, 0, "eventfds option");
+    expect_opt(c, mo, NETMAP_REQ_OPT_SYNC_KLOOP_MODE, NULL, 0, "mode option");
+    close(efd[0]);
+    close(efd[1]);
+}
+
 /* ------------------------------------------------------------------ */
 /* 10. Legacy API (netmap_legacy.c)                                    */
 
@@ -2441,6 +2665,8 @@ static const struct check {
     { "csb_register", ck_csb_register, 0, "CSB on REGISTER: validation, initialisation, sync EBUSY" },
     { "kloop_unbound", ck_kloop_unbound, 0, "SYNC_KLOOP_START/STOP on a fresh fd: ENXIO" },
     { "kloop_start", ck_kloop_start, 0, "SYNC_KLOOP_START argument checks, STOP without loop" },
+    { "kloop_order", ck_kloop_order, 0, "SYNC_KLOOP_START/STOP in every order, EBUSY while running" },
+    { "kloop_options", ck_kloop_options, 0, "SYNC_KLOOP_START mode and eventfds options" },
     { "legacy_version", ck_legacy_version, 0, "legacy nr_version < 14: EINVAL" },
     { "legacy_getinfo", ck_legacy_getinfo, 0, "NIOCGINFO empty name" },
     { "legacy_regif_errors", ck_legacy_regif_errors, 0, "NIOCREGIF missing port ENXIO, bad nr_cmd EINVAL/ENOMEM" },

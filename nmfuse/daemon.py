@@ -40,6 +40,7 @@ from pathlib import Path
 import trio
 
 from nmfuse import janitor, runner
+from nmfuse.dev import userfds
 from nmfuse.dev.channel import FuseChannel
 from nmfuse.dev.session import Session
 from nmfuse.dev.usermem import UserMemory
@@ -87,7 +88,7 @@ class Daemon:
         self._socket_path = status_socket(options.path, private)
         self.mem = MemoryAllocator(options.pools)
         self.core = Core(self.mem, all_drivers(taps=options.taps))
-        self.device = NetmapDevice(self.core, UserMemory)
+        self.device = NetmapDevice(self.core, UserMemory, userfds.take)
         self.channel = FuseChannel()
         self.session = Session(self.channel, self.device, mode=options.mode, uid=options.uid,
                                gid=options.gid, backing_fd=self.mem.region.fd,

@@ -7,7 +7,8 @@ header's ``enum fuse_opcode``; the other constant groups are enums below,
 each naming its ``fuse_kernel.h`` source.
 
 The same ffi declares the few libc calls Python's standard library lacks:
-mount(2), umount2(2), process_vm_readv(2) and process_vm_writev(2), loaded
+mount(2), umount2(2), process_vm_readv(2), process_vm_writev(2), pidfd_open(2)
+and pidfd_getfd(2), loaded
 from the running process (``ffi.dlopen(None)``).  cffi saves ``errno``
 after every such call; read it from ``ffi.errno`` right after the call.
 
@@ -43,6 +44,8 @@ ssize_t process_vm_writev(pid_t pid,
                           const struct iovec *local_iov, unsigned long liovcnt,
                           const struct iovec *remote_iov, unsigned long riovcnt,
                           unsigned long flags);
+int pidfd_open(pid_t pid, unsigned int flags);
+int pidfd_getfd(int pidfd, int targetfd, unsigned int flags);
 """
 
 ffi = cffi.FFI()

@@ -49,6 +49,9 @@ OptType = _enum(enum.IntEnum, "OptType", "NETMAP_REQ_OPT_",
                 "nmreq_option.nro_reqtype (netmap_abi.h NETMAP_REQ_OPT_*).")
 NETMAP_REQ_OPT_MAX = _const("NETMAP_REQ_OPT_MAX")
 
+KloopMode = _enum(enum.IntFlag, "KloopMode", "NM_OPT_SYNC_KLOOP_", "DIRECT_TX DIRECT_RX",
+                  "nmreq_opt_sync_kloop_mode.mode (netmap_abi.h NM_OPT_SYNC_KLOOP_*).")
+
 RegMode = _enum(enum.IntEnum, "RegMode", "NR_REG_",
                 "DEFAULT ALL_NIC SW NIC_SW ONE_NIC PIPE_MASTER PIPE_SLAVE NULL ONE_SW",
                 "nmreq_register.nr_mode (netmap_abi.h NR_REG_*).")

@@ -293,6 +293,22 @@ struct nmreq_opt_csb {
     uint64_t csb_ktoa;
 };
 
+/* NETMAP_REQ_OPT_SYNC_KLOOP_EVENTFDS: one pair per bound ring, TX rings
+ * first; nro_size covers the header and every pair.  A negative fd: none. */
+struct nmreq_opt_sync_kloop_eventfd {
+    int32_t ioeventfd;  /* the application kicks the loop through it */
+    int32_t irqfd;      /* the loop notifies the application through it */
+};
+
+struct nmreq_opt_sync_kloop_eventfds {
+    struct nmreq_option nro_opt;
+    struct nmreq_opt_sync_kloop_eventfd eventfds[];
+};
+
+/* nmreq_opt_sync_kloop_mode.mode bits. */
+#define NM_OPT_SYNC_KLOOP_DIRECT_TX 0x1
+#define NM_OPT_SYNC_KLOOP_DIRECT_RX 0x2
+
 struct nmreq_opt_sync_kloop_mode {
     struct nmreq_option nro_opt;
     uint32_t mode;

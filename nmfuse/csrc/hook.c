@@ -55,7 +55,7 @@ int nmu_hooks_notify(void *table, uint64_t kh)
 }
 
 /* Reply: out header, then `size` bytes of body. */
-static size_t reply(uint8_t *out, uint64_t unique, const void *body, size_t size)
+static size_t hook_reply(uint8_t *out, uint64_t unique, const void *body, size_t size)
 {
     struct fuse_out_header h = {.len = (uint32_t)(sizeof h + size), .error = 0, .unique = unique};
 
@@ -93,7 +93,7 @@ size_t nmu_hooks_answer(struct nmu_hooks *t, const uint8_t *buf, size_t n, uint8
         if (a->out_size == 0 && e->ioctl &&
             ((nmu_ioctl_fn)e->ioctl)(e->ctx, a->cmd, a->in_size, a->out_size, &result)) {
             r.result = -result;
-            len = reply(out, in->unique, &r, sizeof r);
+            len = hook_reply(out, in->unique, &r, sizeof r);
         }
     } else {
         const struct fuse_poll_in *a = (const void *)(in + 1);
@@ -103,7 +103,7 @@ size_t nmu_hooks_answer(struct nmu_hooks *t, const uint8_t *buf, size_t n, uint8
         if (e->poll && ((nmu_poll_fn)e->poll)(e->ctx, a->events, &revents) &&
             (revents || !(a->flags & FUSE_POLL_SCHEDULE_NOTIFY))) {
             r.revents = revents;
-            len = reply(out, in->unique, &r, sizeof r);
+            len = hook_reply(out, in->unique, &r, sizeof r);
         }
     }
 out:

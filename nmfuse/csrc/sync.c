@@ -35,7 +35,7 @@ uint32_t nmh_txsync_prologue(struct nmh_kring *k, uint32_t head, uint32_t cur)
         return n;
     if (!nmh_in_window(head, cur, k->rhead, k->rtail, n))
         return n;
-    if (k->ring->tail != k->rtail)
+    if (!k->csb && k->ring->tail != k->rtail)
         k->ring->tail = k->rtail;
     k->rhead = head;
     k->rcur = cur;
@@ -52,7 +52,7 @@ uint32_t nmh_rxsync_prologue(struct nmh_kring *k, uint32_t head, uint32_t cur)
         return n;
     if (!nmh_in_window(head, cur, k->nr_hwcur, k->nr_hwtail, n))
         return n;
-    if (k->ring->tail != k->rtail)
+    if (!k->csb && k->ring->tail != k->rtail)
         k->ring->tail = k->rtail;
     return head;
 }

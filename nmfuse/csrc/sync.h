@@ -34,7 +34,7 @@ struct nmh_kring {
     uint32_t waiting;         /* NMH_WAIT_*: whether a C sync that moves the ring must wake pollers */
     uint32_t wake;            /* set by a C sync that left the wake-up to Python's waker */
     uint32_t nkh;             /* FUSE poll handles in kh[] (NMH_KH + 1: too many, use the waker) */
-    uint32_t pad;
+    uint32_t csb;             /* head/cur come from a CSB (sync-kloop): the ring's tail is the application's */
     uint64_t kh[4];           /* the pollers waiting, as Python knows them (written while NMH_WAIT_BUSY) */
 };
 

@@ -44,8 +44,37 @@ Threading and shutdown model
   finishes last closes the /dev/fuse fd: never while the other uses it.
 * ``serve`` also returns by itself on DESTROY, or when the mount goes away
   (an outside unmount with no client left).
+
+Answers out of order
+--------------------
+
+An ioctl handler may return a ``DeferredAnswer`` (handler.py) instead of
+its answer: a request that runs until another one ends it (netmap's
+SYNC_KLOOP_START) must not hold a worker.  The session records it by the
+request's unique and the worker goes on serving; the handler delivers the
+answer later from any thread, and it is written to the transport the
+request came from (a clone's requests are answered on the clone).
+
+    worker: ioctl -> DeferredAnswer --> _pending[unique], serve the next
+    any thread: deliver(errno, out) --> pop _pending[unique], one writev
+    INTERRUPT of unique -------------> pop, answer EINTR, answer.interrupt()
+    shutdown ------------------------> pop all, answer.interrupt(), no answer
+
+An INTERRUPT that arrives before its request was deferred is remembered
+(a bounded set) and applied when it is.  On an io_uring queue the answer
+can only go through the entry that carried the request, so the worker
+keeps that entry and waits for the answer; so that the CPU's queue does
+not stall meanwhile (a STOP from the same CPU would wait for it forever),
+each CPU starts with one spare entry (a queue of its own, in a thread
+pinned to the CPU: ``per_worker`` lists it as ``uringN+K``, ``workers``
+does not count it), and a worker that keeps its entry for a deferred
+answer registers one more when that leaves its CPU a single free entry.
+The kernel hands a request that found no free entry to the next entry
+that commits, not to one registered later: a free entry must exist
+before the deferral, not after it.
 """
 
+import collections
 import enum
 import errno
 import logging
@@ -56,6 +85,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from types import MappingProxyType
 
 from nmfuse.abi.fuse import (
@@ -69,8 +99,17 @@ from nmfuse.abi.fuse import (
 from nmfuse.dev import request as rq
 from nmfuse.dev.channel import FuseChannel
 from nmfuse.dev.errors import DeviceError, NoPassthrough
-from nmfuse.dev.handler import Caller, DeviceHandler
-from nmfuse.dev.reply import IOVec, ReusedReplies, attr_out, reply_attr, reply_init, reply_open
+from nmfuse.dev.handler import Caller, DeferredAnswer, DeviceHandler
+from nmfuse.dev.reply import (
+    IOVec,
+    ReusedReplies,
+    attr_out,
+    reply_attr,
+    reply_error,
+    reply_init,
+    reply_ioctl,
+    reply_open,
+)
 
 log = logging.getLogger("nmfuse.dev")
 
@@ -84,6 +123,7 @@ MAX_PAGES = MAX_WRITE // mmap.PAGESIZE  # also bounds an ioctl's in/out size
 ATTR_VALID_NS = 24 * 3600 * 10**9  # attributes never change: let the kernel cache them
 MAX_ERRNO = 4095  # the kernel rejects larger error values
 _CALLER_CACHE_LIMIT = 4096
+_EARLY_INTERRUPTS = 1024  # INTERRUPTs remembered for requests not (yet) deferred
 
 _NO_REPLY = frozenset({int(Opcode.FORGET), int(Opcode.BATCH_FORGET), int(Opcode.INTERRUPT)})
 _INIT, _DESTROY = int(Opcode.INIT), int(Opcode.DESTROY)
@@ -115,6 +155,21 @@ class Worker:
         self.hooked = None      # uint64_t * of the requests its C hooks answered
 
 
+class _Pending:
+    """A deferred ioctl answer the session still owes: where it goes, and
+    (io_uring) the event its worker waits on with the answer's iovec."""
+
+    __slots__ = ("answer", "event", "iov", "out_size", "transport", "unique")
+
+    def __init__(self, unique: int, transport, out_size: int, answer: DeferredAnswer, wait: bool):
+        self.unique = unique
+        self.transport = transport
+        self.out_size = out_size
+        self.answer = answer
+        self.event = threading.Event() if wait else None
+        self.iov: IOVec | None = None
+
+
 class _State(enum.Enum):
     NEW = "waiting for INIT"
     RUNNING = "serving"
@@ -134,6 +189,8 @@ class SessionStatistics:
     handler_exceptions: int = 0  # handler calls that raised something else than OSError
     notifications: int = 0       # poll notifications written
     hooked: int = 0              # IOCTL/POLL answered by C request hooks (not in ``requests``)
+    deferred: int = 0            # ioctl answers deferred by the handler
+    interrupted: int = 0         # deferred answers ended by an INTERRUPT (answered EINTR)
 
 
 class Session:
@@ -187,8 +244,16 @@ class Session:
         self._serving = False
         self._shut_down = False
         self._failure: Exception | None = None  # the first exception a loop raised
+        # deferred answers (see "Answers out of order")
+        self._pending: dict[int, _Pending] = {}
+        self._early_interrupts: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self._pending_lock = threading.Lock()
+        self._uring_free: dict[int, int] = {}   # per CPU: io_uring entries not holding a deferred answer
+        self._spares: list[tuple[object, threading.Thread]] = []
+        self._spare_workers: set[Worker] = set()  # spare io_uring entries (not counted as workers)
         # statistics
         self._errors = self._parse_errors = self._exceptions = self._notifications = 0
+        self._deferred = self._interrupted = 0
 
     # ---- dispatch tables: the session rules live here --------------------
 
@@ -209,6 +274,7 @@ class Session:
             int(Opcode.IOCTL): self._ioctl,
             int(Opcode.POLL): self._poll,
             _DESTROY: self._destroy,
+            int(Opcode.INTERRUPT): self._interrupt,
         })
         return table
 
@@ -283,7 +349,10 @@ class Session:
         except Exception as e:
             self._fail(self._main, e)  # ends the other loops, which the cleanup below joins
         finally:
-            for transport, thread in extra:
+            self._abandon_all()
+            with self._pending_lock:
+                spares, self._spares = self._spares, []
+            for transport, thread in extra + spares:
                 stop = getattr(transport, "stop", None)
                 if stop is not None:  # an io_uring queue, whose connection may outlive this loop
                     stop()
@@ -295,6 +364,7 @@ class Session:
             with self._lock:
                 self._serving = False
                 self._workers = [self._main]
+                self._spare_workers.clear()
                 close = self._shut_down
             if close:
                 self._channel.close()
@@ -340,12 +410,7 @@ class Session:
         from nmfuse.dev import uring  # its C part is needed only when asked for
 
         def serve(queue) -> None:
-            worker = Worker(f"uring{queue.cpu}", queue, cpu=queue.cpu)
-            if self.hooks is not None:  # hooked requests are answered inside the queue's wait
-                worker.hooked = queue.use_hooks(self.hooks)
-            with self._lock:
-                self._workers.append(worker)
-            self._serve_worker(worker)
+            self._serve_uring(queue, spare=False)
 
         if not self._uring_announced:
             return []  # logged by _init
@@ -358,6 +423,8 @@ class Session:
                         "" if refused is None else f"; {refused}")
             return []
         self._main.transport = uring.StoppableReader(self._channel)
+        for queue, _ in started:  # each CPU keeps a free entry while another holds a deferred answer
+            self._add_spare(queue.cpu)
         return started
 
     def _uring_allowed(self, offered: InitFlag) -> bool:
@@ -403,6 +470,7 @@ class Session:
                 stop()
         if not self._channel.abort():
             log.info("fusectl unavailable: the connection ends when the request loop stops")
+        self._abandon_all()
         with self._lock:
             close = not self._serving
         if close:
@@ -419,12 +487,13 @@ class Session:
                     name = Opcode(op).name
                     requests[name] = requests.get(name, 0) + count
         return SessionStatistics(requests=MappingProxyType(requests), transport=self._transport.value,
-                                 workers=len(workers),
+                                 workers=len([w for w in workers if w not in self._spare_workers]),
                                  per_worker=MappingProxyType({w.name: sum(w.counts) for w in workers}),
                                  errors=self._errors,
                                  parse_errors=self._parse_errors, handler_exceptions=self._exceptions,
                                  notifications=self._notifications + (self.hooks.notified if self.hooks else 0),
-                                 hooked=sum(w.hooked[0] for w in workers if w.hooked is not None))
+                                 hooked=sum(w.hooked[0] for w in workers if w.hooked is not None),
+                                 deferred=self._deferred, interrupted=self._interrupted)
 
     # ---- the loop -------------------------------------------------------
 
@@ -613,8 +682,11 @@ class Session:
         key = (h.pid, h.uid, h.gid)
         caller = self._callers.get(key) or self._new_caller(key)
         try:
-            err, out = self._handler_ioctl(caller, a.fh, a.cmd, a.arg,
-                                           req.data() if a.in_size else b"", out_size)
+            result = self._handler_ioctl(caller, a.fh, a.cmd, a.arg,
+                                         req.data() if a.in_size else b"", out_size)
+            if result.__class__ is not tuple:
+                return self._defer(worker, h.unique, result, out_size)
+            err, out = result
             if err and not 0 < err <= MAX_ERRNO:
                 raise ValueError(f"ioctl handler returned errno {err}: want 0 or a positive errno")
             return self._ioctl_answer(worker, h.unique, err, out, out_size)
@@ -627,6 +699,114 @@ class Session:
         if err:
             self._errors += 1
         return worker.replies.ioctl(unique, err, out, out_size)
+
+    # ---- deferred answers ------------------------------------------------
+
+    def _defer(self, worker: Worker, unique: int, answer: DeferredAnswer, out_size: int):
+        """Record ``answer`` for ``unique``; returns None (the worker goes on)
+        or, on an io_uring queue, the answer's iovec once it came."""
+        if not isinstance(answer, DeferredAnswer):
+            raise TypeError(f"ioctl handler returned {answer!r}: want (errno, out) or a DeferredAnswer")
+        uring = worker.cpu is not None
+        pending = _Pending(unique, worker.transport, out_size, answer, wait=uring)
+        with self._pending_lock:
+            self._deferred += 1
+            interrupted = self._early_interrupts.pop(unique, False) is None
+            self._pending[unique] = pending
+            if uring:
+                self._uring_free[worker.cpu] -= 1
+                spare = self._uring_free[worker.cpu] <= 1 and not self._shut_down
+        if uring and spare:
+            self._add_spare(worker.cpu)
+        answer.when_done(lambda err, out: self._deliver(pending, err, out))
+        if interrupted or self._shut_down:
+            self._abandon(pending, errno.EINTR if interrupted else None)
+        if not uring:
+            return None
+        pending.event.wait()
+        with self._pending_lock:
+            self._uring_free[worker.cpu] += 1
+        return pending.iov
+
+    def _deliver(self, pending: _Pending, err: int, out) -> None:
+        """The handler's answer for ``pending``: sent, unless it was abandoned."""
+        with self._pending_lock:
+            if self._pending.pop(pending.unique, None) is None:
+                return  # interrupted or shut down: nobody waits
+        if err and not 0 < err <= MAX_ERRNO:
+            log.error("deferred ioctl answer with errno %d: answering EIO", err)
+            err, out = errno.EIO, b""
+        if err:
+            self._errors += 1
+        self._send_pending(pending, reply_ioctl(pending.unique, err, out, pending.out_size))
+
+    def _abandon(self, pending: _Pending, err: int | None) -> None:
+        """The caller no longer waits: answer ``err`` (EINTR) or nothing
+        (shutdown), and tell the handler."""
+        with self._pending_lock:
+            if self._pending.pop(pending.unique, None) is None:
+                return
+        if err is not None:
+            self._interrupted += 1
+            self._send_pending(pending, reply_error(pending.unique, err))
+        elif pending.event is not None:
+            pending.event.set()
+        pending.answer.interrupt()
+
+    def _abandon_all(self) -> None:
+        with self._pending_lock:
+            pending = list(self._pending.values())
+        for p in pending:
+            self._abandon(p, None)
+
+    def _send_pending(self, pending: _Pending, iov: IOVec) -> None:
+        if pending.event is not None:  # its io_uring worker sends it through its entry
+            pending.iov = iov
+            pending.event.set()
+            return
+        try:
+            pending.transport.send(iov)
+        except OSError as e:
+            log.error("sending the deferred answer of %d: %s", pending.unique, e.strerror)
+
+    def _interrupt(self, req: rq.Interrupt, worker: Worker) -> None:
+        """INTERRUPT: a deferred answer is answered EINTR at once; a request
+        not deferred (yet) is remembered, the others are answered anyway."""
+        unique = req.arg.unique
+        with self._pending_lock:
+            pending = self._pending.get(unique)
+            if pending is None:
+                self._early_interrupts[unique] = None
+                if len(self._early_interrupts) > _EARLY_INTERRUPTS:
+                    self._early_interrupts.popitem(last=False)
+        if pending is not None:
+            self._abandon(pending, errno.EINTR)
+
+    def _add_spare(self, cpu: int) -> None:
+        """One more io_uring entry for ``cpu``, in a thread of its own."""
+        from nmfuse.dev import uring
+        started = uring.start_queues(self._channel.fd, BUFFER_SIZE, partial(self._serve_uring, spare=True),
+                                     cpus=[cpu])
+        if isinstance(started, str):
+            log.error("io_uring queue %d: no spare entry (%s): it waits for a deferred answer", cpu, started)
+            return
+        with self._pending_lock:
+            self._spares.extend(started)
+
+    def _serve_uring(self, queue, spare: bool) -> None:
+        """Serve one io_uring entry of ``queue.cpu`` (a spare one is not
+        counted among the workers)."""
+        with self._lock:
+            name = f"uring{queue.cpu}+{len(self._spare_workers)}" if spare else f"uring{queue.cpu}"
+            worker = Worker(name, queue, cpu=queue.cpu)
+            self._workers.append(worker)
+            if spare:
+                self._spare_workers.add(worker)
+        if self.hooks is not None:  # hooked requests are answered inside the queue's wait
+            worker.hooked = queue.use_hooks(self.hooks)
+        with self._pending_lock:
+            self._uring_free[queue.cpu] = self._uring_free.get(queue.cpu, 0) + 1
+        self._serve_worker(worker)
 
     def _poll(self, req: rq.Poll, worker: Worker):
         h, a = req.header, req.arg

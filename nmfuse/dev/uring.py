@@ -253,20 +253,24 @@ class StoppableReader:
             os.close(wake)
 
 
-def start_queues(fuse_fd: int, payload_size: int,
-                 serve: Callable[[UringQueue], None]) -> list[tuple[UringQueue, threading.Thread]] | str:
-    """One queue per possible CPU, each in a thread pinned to its CPU that
+def start_queues(fuse_fd: int, payload_size: int, serve: Callable[[UringQueue], None],
+                 cpus: list[int] | None = None) -> list[tuple[UringQueue, threading.Thread]] | str:
+    """One queue per possible CPU (or per CPU of ``cpus``: one more entry
+    for a CPU already served), each in a thread pinned to its CPU that
     runs ``serve(queue)`` once every queue is registered.
 
     Returns the queues with their threads, or why io_uring is not used (a
     reason to log; then no thread is left running and nothing registered
     stays: a queue closed before the ring is complete is never used).
     """
-    reason = unavailable()
-    if reason:
-        return reason
+    if cpus is None:
+        reason = unavailable()
+        if reason:
+            return reason
+        cpus = possible_cpus()
+    # else: more entries for a connection already in io_uring mode, which
+    # it keeps whatever the module parameter has become since
     layout = _layout()
-    cpus = possible_cpus()
     queues = [UringQueue(fuse_fd, cpu, payload_size, layout) for cpu in cpus]
     opened = [threading.Event() for _ in cpus]
     errors: list[str | None] = [None] * len(cpus)

@@ -12,7 +12,7 @@ import logging
 from contextlib import ExitStack
 
 from nmfuse.abi.netmap import NETMAP_MAX_API, NETMAP_MIN_API, OptType, RegFlag, RegMode, ReqType, ffi
-from nmfuse.netmap import extmem
+from nmfuse.netmap import extmem, kloop
 from nmfuse.netmap.binding import do_regif, do_unregif, extra_buffers
 from nmfuse.netmap.kring import RX, TX
 from nmfuse.netmap.request import Request, RequestError, copyin, copyout, new_header
@@ -31,8 +31,11 @@ def _register_body(mode=RegMode.ALL_NIC, mem_id=0, **geometry):
     return reg
 
 
-def handle(core, binding, data: bytes, mem) -> tuple[int, bytes]:
-    """Serve one NIOCCTRL; returns (errno, header bytes to copy back)."""
+def handle(core, binding, data: bytes, mem, take_fds=None) -> "tuple[int, bytes] | kloop.Later":
+    """Serve one NIOCCTRL; returns (errno, header bytes to copy back), or
+    for a SYNC_KLOOP_START that runs (and a STOP that waits for its loop)
+    a ``kloop.Later`` that gives them when the loop ends.  ``take_fds(fds)``
+    duplicates the caller's file descriptors (the kloop's eventfds)."""
     hdr = new_header(data)
     if not NETMAP_MIN_API <= hdr.nr_version <= NETMAP_MAX_API:
         return errno.EINVAL, bytes(data)
@@ -43,9 +46,20 @@ def handle(core, binding, data: bytes, mem) -> tuple[int, bytes]:
         # 1 if copyin failed before building its copy, 0 after
         return e.errno, bytes(ffi.buffer(hdr))
     hdr.nr_name[len(hdr.nr_name) - 1] = b"\0"
-    error = dispatch(core, binding, req)
-    error = copyout(req, mem, error)
-    return error, req.header_bytes()
+
+    def answer(err: int) -> tuple[int, bytes]:
+        return copyout(req, mem, err), req.header_bytes()
+
+    if req.reqtype in (ReqType.SYNC_KLOOP_START, ReqType.SYNC_KLOOP_STOP):
+        try:
+            if req.reqtype == ReqType.SYNC_KLOOP_START:
+                later = kloop.start(core, binding, req, take_fds, answer)
+            else:
+                later = kloop.stop(binding, answer)
+        except OSError as e:
+            return answer(e.errno or errno.EIO)
+        return answer(0) if later is None else later
+    return answer(dispatch(core, binding, req))
 
 
 def dispatch(core, binding, req: Request) -> int:
@@ -210,40 +224,22 @@ def ctrl_csb_enable(core, binding, req: Request) -> None:
         raise OSError(csb.status, "CSB refused")
 
 
-KLOOP_MAX_SLEEP_US = 1_000_000
-
-
-def ctrl_sync_kloop_start(core, binding, req: Request) -> None:
-    """SYNC_KLOOP_START: refused, since nmfuse runs no in-kernel sync loop,
-    after netmap's own checks (netmap_sync_kloop).
+def ctrl_sync_kloop(core, binding, req: Request) -> None:
+    """SYNC_KLOOP_START / STOP reach ``handle``'s own path (kloop.py), whose
+    answers may come later; dispatch sees them only from the legacy path,
+    which has none.
 
     Raises:
-        OSError: EINVAL (sleep_us too large, or no CSB mode), ENXIO (the fd
-            is not bound), otherwise EOPNOTSUPP.
+        OSError: EINVAL, always.
     """
-    if req.body.sleep_us > KLOOP_MAX_SLEEP_US:
-        raise OSError(errno.EINVAL, "sleep_us too large")
-    if not binding.registered:
-        raise OSError(errno.ENXIO, "not registered")
-    if binding.csb is None:
-        raise OSError(errno.EINVAL, "the sync kloop needs CSB mode")
-    raise OSError(errno.EOPNOTSUPP, "nmfuse runs no in-kernel sync loop")
-
-
-def ctrl_sync_kloop_stop(core, binding, req: Request) -> None:
-    """SYNC_KLOOP_STOP: no loop runs, so there is nothing to stop
-    (netmap_sync_kloop_stop).
-
-    Raises:
-        OSError: ENXIO, the fd is not bound.
-    """
-    if not binding.registered:
-        raise OSError(errno.ENXIO, "not registered")
+    raise OSError(errno.EINVAL, "sync-kloop requests go through handle()")
 
 
 def _csb_validate(binding, opt, mem) -> int:
     """netmap_csb_validate: returns the option status."""
     o = opt.struct()
+    if kloop.running(binding):
+        return errno.EBUSY
     nrings = sum(binding.qlast[d] - binding.qfirst[d] for d in (TX, RX))
     if nrings <= 0:
         return 0
@@ -277,7 +273,7 @@ HANDLERS = {
     ReqType.PORT_HDR_SET: ctrl_port_hdr_set,
     ReqType.PORT_HDR_GET: ctrl_port_hdr_get,
     ReqType.POOLS_INFO_GET: ctrl_pools_info_get,
-    ReqType.SYNC_KLOOP_START: ctrl_sync_kloop_start,
-    ReqType.SYNC_KLOOP_STOP: ctrl_sync_kloop_stop,
+    ReqType.SYNC_KLOOP_START: ctrl_sync_kloop,
+    ReqType.SYNC_KLOOP_STOP: ctrl_sync_kloop,
     ReqType.CSB_ENABLE: ctrl_csb_enable,
 }

@@ -11,7 +11,7 @@ import itertools
 import logging
 
 from nmfuse.abi.netmap import Ioctl
-from nmfuse.netmap import control, legacy, sync
+from nmfuse.netmap import control, kloop, legacy, sync
 from nmfuse.netmap.binding import Binding, do_unregif
 from nmfuse.netmap.kring import RX, TX
 
@@ -23,12 +23,16 @@ class NetmapDevice:
 
     ``user_memory(pid)`` returns an object with read(addr, n) and
     write(addr, data) into the calling process (the device layer's
-    UserMemory); it is passed in so the core never imports FUSE code.
+    UserMemory); ``user_fds(pid, fds)`` returns duplicates of the calling
+    process's file descriptors ``fds`` (the device layer's userfds.take),
+    for the sync-kloop's eventfds.  Both are passed in so the core never
+    imports FUSE code.
     """
 
-    def __init__(self, core, user_memory):
+    def __init__(self, core, user_memory, user_fds=None):
         self.core = core
         self.user_memory = user_memory
+        self.user_fds = user_fds
         self.bindings: dict[int, Binding] = {}
         self._fh = itertools.count(1)
 
@@ -43,6 +47,11 @@ class NetmapDevice:
         """The file ``fh`` is closed: unbind it and drop its port reference
         (netmap_dtor)."""
         with self.core.lock:
+            binding = self.bindings.get(fh)
+            loop = None if binding is None else kloop.release(binding)
+        if loop is not None:
+            loop.join()  # it needs the core lock to end
+        with self.core.lock:
             binding = self.bindings.pop(fh, None)
             if binding is None or binding.adapter is None:
                 return
@@ -50,10 +59,11 @@ class NetmapDevice:
             do_unregif(binding)
             adapter.put()
 
-    def ioctl(self, caller, fh: int, cmd: int, arg: int, data: bytes, out_size: int) -> tuple[int, bytes]:
+    def ioctl(self, caller, fh: int, cmd: int, arg: int, data: bytes, out_size: int):
         """NIOCTXSYNC, NIOCRXSYNC, NIOCCTRL and the legacy NIOCREGIF/NIOCGINFO on
         ``fh`` (netmap_ioctl); returns (errno, bytes to copy back): EBADF for
-        an unknown handle, EOPNOTSUPP for any other command."""
+        an unknown handle, EOPNOTSUPP for any other command; or, for a
+        sync-kloop START/STOP, a ``kloop.Later`` (a deferred answer)."""
         with self.core.lock:
             binding = self.bindings.get(fh)
             if binding is None:
@@ -63,7 +73,11 @@ class NetmapDevice:
             if cmd == Ioctl.NIOCRXSYNC:
                 return sync.ioctl_sync(binding, RX), b""
             if cmd == Ioctl.NIOCCTRL:
-                return control.handle(self.core, binding, data, self.user_memory(caller.pid))
+                take_fds = None
+                if self.user_fds is not None:
+                    def take_fds(fds, pid=caller.pid):
+                        return self.user_fds(pid, fds)
+                return control.handle(self.core, binding, data, self.user_memory(caller.pid), take_fds)
             if cmd in (Ioctl.NIOCREGIF, Ioctl.NIOCGINFO):
                 return legacy.handle(self.core, binding, cmd, data)
             return errno.EOPNOTSUPP, b""

@@ -33,11 +33,33 @@ POLLOUT = select.POLLOUT | select.POLLWRNORM
 POLLERR = select.POLLERR
 
 
-def user_pointers(kring) -> tuple[int, int]:
+# CSB mode (the sync-kloop, kloop.py): the application's head/cur come from
+# its nm_csb_atok entry instead of the ring, and hwcur/hwtail go to its
+# nm_csb_ktoa entry instead of the ring's tail.  These two functions are
+# the only places the sync path knows about it; ``csb`` is None or the
+# ring's (atok, ktoa) pair of cffi structs (local copies the kloop reads
+# and writes back in bulk).
+
+def user_pointers(kring, csb=None) -> tuple[int, int]:
     """The head and cur the user hands over for ``kring``: the one place
-    that chooses where they come from (the ring in shared memory)."""
-    ring = kring.ring
-    return ring.head, ring.cur
+    that chooses where they come from (the ring in shared memory, or the
+    CSB entry in CSB mode)."""
+    if csb is None:
+        ring = kring.ring
+        return ring.head, ring.cur
+    atok = csb[0]
+    return atok.head, atok.cur
+
+
+def publish(kring, csb=None) -> None:
+    """After a successful sync: the kernel's hwcur/hwtail to the user (the
+    ring's tail; in CSB mode, the ktoa entry)."""
+    if csb is None:
+        lib.nmh_sync_finalize(kring.c)
+        return
+    ktoa = csb[1]
+    ktoa.hwcur = kring.hwcur
+    ktoa.hwtail = kring.rtail = kring.hwtail
 
 
 def _limits(kring) -> tuple[int, int]:
@@ -45,25 +67,26 @@ def _limits(kring) -> tuple[int, int]:
     return mem.bufs.objtotal, mem.buf_size
 
 
-def txsync_ring(kring) -> bool:
+def txsync_ring(kring, csb=None) -> bool:
     """One TX ring: prologue, driver sync, finalize.  False on a reinit.
     A ring the C fast path is syncing is skipped (netmap's busy ring)."""
     c = kring.c
     if lib.nmh_kring_tryget(c) < 0:
         return True
     try:
-        head, cur = user_pointers(kring)
+        c.csb = csb is not None  # the prologue leaves a CSB user's ring tail alone
+        head, cur = user_pointers(kring, csb)
         if lib.nmh_txsync_begin(c, head, cur, *_limits(kring)) < 0:
             return False
         if kring.nm_sync(kring) == 0:
-            lib.nmh_sync_finalize(c)
+            publish(kring, csb)
             return True
         return False
     finally:
         lib.nmh_kring_put(c)
 
 
-def rxsync_ring(kring, forward_to=None) -> bool:
+def rxsync_ring(kring, forward_to=None, csb=None) -> bool:
     """One RX ring: prologue, transparent forwarding (down into the TX
     krings ``forward_to`` when the binding may, see forward.py), driver
     sync, finalize, timestamp.  False on a reinit or a failed sync.
@@ -76,13 +99,14 @@ def rxsync_ring(kring, forward_to=None) -> bool:
         return True      # the C fast path is syncing it (netmap's busy ring)
     try:
         ok = True
-        head, cur = user_pointers(kring)
+        c.csb = csb is not None  # the prologue leaves a CSB user's ring tail alone
+        head, cur = user_pointers(kring, csb)
         if lib.nmh_rxsync_begin(c, head, cur, *_limits(kring)) < 0:
             ok = False
         else:
             forward.released(kring, forward_to)
         if kring.nm_sync(kring) == 0:
-            lib.nmh_sync_finalize(c)
+            publish(kring, csb)
         else:
             ok = False
         kring.timestamp()
