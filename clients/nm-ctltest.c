@@ -217,18 +217,23 @@ static void vnote(struct ctx *c, const char *fmt, ...)
 }
 
 /* Name the step under way (shown in failures, in -v output and on timeouts). */
+static void vstep(struct ctx *c, const char *fmt, va_list ap)
+{
+    vsnprintf(c->step, sizeof(c->step), fmt, ap);
+    pthread_mutex_lock(&wd.mu);
+    snprintf(wd.step, sizeof(wd.step), "%s", c->step);
+    pthread_mutex_unlock(&wd.mu);
+    vnote(c, "-- %s", c->step);
+}
+
 static void step(struct ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void step(struct ctx *c, const char *fmt, ...)
 {
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(c->step, sizeof(c->step), fmt, ap);
+    vstep(c, fmt, ap);
     va_end(ap);
-    pthread_mutex_lock(&wd.mu);
-    snprintf(wd.step, sizeof(wd.step), "%s", c->step);
-    pthread_mutex_unlock(&wd.mu);
-    vnote(c, "-- %s", c->step);
 }
 
 static void fail(struct ctx *c, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
@@ -465,6 +470,22 @@ static int ctrl_expect(struct ctx *c, int fd, struct nmreq_header *h, size_t bod
     return err;
 }
 
+/* The common case: build h (type, name, body), name the step, send it and
+ * check errno, header and body as ctrl_expect does with WB_FULL. */
+static int expect_req(struct ctx *c, int fd, struct nmreq_header *h, uint16_t type, const char *name, void *body,
+                      size_t body_len, int want, const char *fmt, ...) __attribute__((format(printf, 9, 10)));
+static int expect_req(struct ctx *c, int fd, struct nmreq_header *h, uint16_t type, const char *name, void *body,
+                      size_t body_len, int want, const char *fmt, ...)
+{
+    va_list ap;
+
+    hdr_init(h, type, name, body);
+    va_start(ap, fmt);
+    vstep(c, fmt, ap);
+    va_end(ap);
+    return ctrl_expect(c, fd, h, body_len, want, WB_FULL);
+}
+
 static void expect_opt(struct ctx *c, const void *opt, uint32_t type, const void *next,
                        uint32_t status, const char *label)
 {
@@ -646,6 +667,24 @@ static void check_ring(struct ctx *c, const struct portview *pv, const struct ne
               "%s ring %u slot %u: buffer %u lies outside the mapping", t, i, j, idx);
         idx_add(c, set, idx);
     }
+}
+
+/* A null port registered on a new fd and mapped, with an index set sized
+ * for its ring slots and extra buffers; returns the fd. */
+struct nullport {
+    struct nmreq_register r;
+    struct portview pv;
+    struct idxset set;
+};
+
+static int null_mapped(struct ctx *c, struct nullport *np, uint16_t txr, uint16_t rxr, uint32_t slots,
+                       uint32_t extra, uint64_t flags)
+{
+    int fd = null_open(c, &np->r, txr, rxr, slots, extra, flags);
+
+    map_port(c, fd, &np->r, &np->pv);
+    idx_init(c, &np->set, (txr + rxr) * slots + extra);
+    return fd;
 }
 
 /*
@@ -830,9 +869,7 @@ static void ck_hdr_reqtype(struct ctx *c)
     int fd = dev_open(c);
 
     for (i = 0; i < 4; i++) {
-        hdr_init(&h, types[i], "", NULL);
-        step(c, "nr_reqtype %u, no body", types[i]);
-        ctrl_expect(c, fd, &h, 0, EINVAL, WB_FULL);
+        expect_req(c, fd, &h, types[i], "", NULL, 0, EINVAL, "nr_reqtype %u, no body", types[i]);
     }
     for (i = 0; i < 4; i += 2) {
         memset(body, 0xa5, sizeof(body));
@@ -884,15 +921,13 @@ static void ck_hdr_body_efault(struct ctx *c)
     size_t i;
     int fd = dev_open(c);
 
-    hdr_init(&h, NETMAP_REQ_REGISTER, "ctlnull", hole(c));
-    step(c, "REGISTER with nr_body on an unmapped page");
-    ctrl_expect(c, fd, &h, 0, EFAULT, WB_FULL);
+    expect_req(c, fd, &h, NETMAP_REQ_REGISTER, "ctlnull", hole(c), 0, EFAULT,
+               "REGISTER with nr_body on an unmapped page");
     expect_unbound(c, fd);
 
     tail = edge_tail(c, 16);
-    hdr_init(&h, NETMAP_REQ_PORT_INFO_GET, "", tail);
-    step(c, "PORT_INFO_GET with a body whose last bytes are on an unmapped page");
-    ctrl_expect(c, fd, &h, 0, EFAULT, WB_FULL);
+    expect_req(c, fd, &h, NETMAP_REQ_PORT_INFO_GET, "", tail, 0, EFAULT,
+               "PORT_INFO_GET with a body whose last bytes are on an unmapped page");
     for (i = 0; i < 16; i++)
         CHECK(c, tail[i] == 0, "readable part of the body changed at byte %zu", i);
 }
@@ -1288,9 +1323,7 @@ static void null_memid_refused(struct ctx *c, uint16_t mem_id, const char *what)
 
     reg_null(&r, 1, 1, 64, 64);
     r.nr_mem_id = mem_id;
-    hdr_init(&h, NETMAP_REQ_REGISTER, "ctlnull", &r);
-    step(c, "%s", what);
-    ctrl_expect(c, fd, &h, sizeof(r), EINVAL, WB_FULL);
+    expect_req(c, fd, &h, NETMAP_REQ_REGISTER, "ctlnull", &r, sizeof(r), EINVAL, "%s", what);
     expect_unbound(c, fd);
 }
 
@@ -1357,14 +1390,12 @@ static void ck_null_busy(struct ctx *c)
     int fd = null_open(c, &r, 1, 1, 64, 0, 0);
 
     reg_null(&r2, 1, 1, 64, 64);
-    hdr_init(&h, NETMAP_REQ_REGISTER, "ctlnull", &r2);
-    step(c, "second REGISTER of a null port on the same fd");
-    ctrl_expect(c, fd, &h, sizeof(r2), EBUSY, WB_FULL);
+    expect_req(c, fd, &h, NETMAP_REQ_REGISTER, "ctlnull", &r2, sizeof(r2), EBUSY,
+               "second REGISTER of a null port on the same fd");
     memset(&r2, 0, sizeof(r2));
     r2.nr_mode = NR_REG_ALL_NIC;
-    hdr_init(&h, NETMAP_REQ_REGISTER, NOSUCH, &r2);
-    step(c, "second REGISTER of a missing port: EBUSY comes before the lookup");
-    ctrl_expect(c, fd, &h, sizeof(r2), EBUSY, WB_FULL);
+    expect_req(c, fd, &h, NETMAP_REQ_REGISTER, NOSUCH, &r2, sizeof(r2), EBUSY,
+               "second REGISTER of a missing port: EBUSY comes before the lookup");
     expect_err(c, xioctl(fd, NIOCTXSYNC, NULL), 0, "NIOCTXSYNC on the first binding");
 }
 
@@ -1375,31 +1406,23 @@ static void ck_null_one_direction(struct ctx *c)
     unsigned i;
 
     for (i = 0; i < 2; i++) {
-        struct nmreq_register r;
-        struct portview pv;
-        struct idxset set;
-        int fd = null_open(c, &r, 2, 2, 64, 0, flags[i]);
+        struct nullport np;
 
-        map_port(c, fd, &r, &pv);
-        idx_init(c, &set, 4 * 64);
-        check_rings(c, &pv, &r, i == 0, i == 1, &set);
-        idx_unique(c, &set, "slots of the bound rings");
+        null_mapped(c, &np, 2, 2, 64, 0, flags[i]);
+        check_rings(c, &np.pv, &np.r, i == 0, i == 1, &np.set);
+        idx_unique(c, &np.set, "slots of the bound rings");
     }
 }
 
 /* netmap_ioctl NIOCTXSYNC/NIOCRXSYNC on a null port: 0, rings as they were (netmap_null_sync). */
 static void ck_null_sync(struct ctx *c)
 {
-    struct nmreq_register r;
-    struct portview pv;
-    struct idxset set;
-    int fd = null_open(c, &r, 2, 2, 64, 0, 0);
+    struct nullport np;
+    int fd = null_mapped(c, &np, 2, 2, 64, 0, 0);
 
-    map_port(c, fd, &r, &pv);
     expect_err(c, xioctl(fd, NIOCTXSYNC, NULL), 0, "NIOCTXSYNC");
     expect_err(c, xioctl(fd, NIOCRXSYNC, NULL), 0, "NIOCRXSYNC");
-    idx_init(c, &set, 4 * 64);
-    check_rings(c, &pv, &r, 1, 1, &set);
+    check_rings(c, &np.pv, &np.r, 1, 1, &np.set);
 }
 
 static int64_t tv_us(const struct timeval *tv)
@@ -1461,17 +1484,13 @@ static void ck_null_rx_timestamp(struct ctx *c)
  */
 static void ck_null_extra_bufs(struct ctx *c)
 {
-    struct nmreq_register r;
-    struct portview pv;
-    struct idxset set;
-    int fd = null_open(c, &r, 1, 1, 64, 10, 0);
+    struct nullport np;
 
-    map_port(c, fd, &r, &pv);
-    CHECK(c, pv.nifp->ni_bufs_head != 0, "ni_bufs_head is 0 with 10 extra buffers granted");
-    idx_init(c, &set, 2 * 64 + 10);
-    check_rings(c, &pv, &r, 1, 1, &set);
-    check_extra(c, &pv, 10, &set);
-    idx_unique(c, &set, "ring slots and extra buffers");
+    null_mapped(c, &np, 1, 1, 64, 10, 0);
+    CHECK(c, np.pv.nifp->ni_bufs_head != 0, "ni_bufs_head is 0 with 10 extra buffers granted");
+    check_rings(c, &np.pv, &np.r, 1, 1, &np.set);
+    check_extra(c, &np.pv, 10, &np.set);
+    idx_unique(c, &np.set, "ring slots and extra buffers");
 }
 
 /* Two fds, two null ports: their own netmap_if, disjoint buffers (netmap_mem_if_new per priv). */
@@ -1520,9 +1539,8 @@ static void ck_modes_nosuchport(struct ctx *c)
         memset(&r, 0, sizeof(r));
         r.nr_mode = cases[i].mode;
         r.nr_flags = cases[i].flags;
-        hdr_init(&h, NETMAP_REQ_REGISTER, NOSUCH, &r);
-        step(c, "REGISTER \"%s\" nr_mode %u nr_flags %#" PRIx64, NOSUCH, cases[i].mode, cases[i].flags);
-        ctrl_expect(c, fd, &h, sizeof(r), cases[i].want, WB_FULL);
+        expect_req(c, fd, &h, NETMAP_REQ_REGISTER, NOSUCH, &r, sizeof(r), cases[i].want,
+                   "REGISTER \"%s\" nr_mode %u nr_flags %#" PRIx64, NOSUCH, cases[i].mode, cases[i].flags);
     }
     expect_unbound(c, fd);
 }
@@ -1553,9 +1571,7 @@ static void ck_info_empty(struct ctx *c)
         b.nr_host_tx_rings = 5;
         b.nr_host_rx_rings = 6;
         b.nr_mem_id = ids[i];
-        hdr_init(&h, NETMAP_REQ_PORT_INFO_GET, "", &b);
-        step(c, "PORT_INFO_GET empty name, nr_mem_id %u", ids[i]);
-        ctrl_expect(c, fd, &h, 0, 0, WB_FULL);
+        expect_req(c, fd, &h, NETMAP_REQ_PORT_INFO_GET, "", &b, 0, 0, "PORT_INFO_GET empty name, nr_mem_id %u", ids[i]);
         CHECK(c, b.nr_mem_id == 1, "nr_mem_id %u, expected 1", b.nr_mem_id);
         CHECK(c, b.nr_memsize > 0, "nr_memsize 0");
         CHECK(c, b.nr_tx_slots == 7 && b.nr_rx_slots == 9 && b.nr_tx_rings == 3 && b.nr_rx_rings == 4 &&
@@ -1580,9 +1596,7 @@ static void ck_info_bad_memid(struct ctx *c)
 
     memset(&b, 0, sizeof(b));
     b.nr_mem_id = 5;
-    hdr_init(&h, NETMAP_REQ_PORT_INFO_GET, "", &b);
-    step(c, "PORT_INFO_GET empty name, nr_mem_id 5");
-    ctrl_expect(c, fd, &h, sizeof(b), EINVAL, WB_FULL);
+    expect_req(c, fd, &h, NETMAP_REQ_PORT_INFO_GET, "", &b, sizeof(b), EINVAL, "PORT_INFO_GET empty name, nr_mem_id 5");
 }
 
 /* netmap_ioctl PORT_INFO_GET / POOLS_INFO_GET with a name: netmap_get_na -> ENXIO (2935, 3093, 1629). */
@@ -1594,13 +1608,9 @@ static void ck_info_nosuchport(struct ctx *c)
     int fd = dev_open(c);
 
     memset(&b, 0, sizeof(b));
-    hdr_init(&h, NETMAP_REQ_PORT_INFO_GET, NOSUCH, &b);
-    step(c, "PORT_INFO_GET \"%s\"", NOSUCH);
-    ctrl_expect(c, fd, &h, sizeof(b), ENXIO, WB_FULL);
+    expect_req(c, fd, &h, NETMAP_REQ_PORT_INFO_GET, NOSUCH, &b, sizeof(b), ENXIO, "PORT_INFO_GET \"%s\"", NOSUCH);
     memset(&p, 0, sizeof(p));
-    hdr_init(&h, NETMAP_REQ_POOLS_INFO_GET, NOSUCH, &p);
-    step(c, "POOLS_INFO_GET \"%s\"", NOSUCH);
-    ctrl_expect(c, fd, &h, sizeof(p), ENXIO, WB_FULL);
+    expect_req(c, fd, &h, NETMAP_REQ_POOLS_INFO_GET, NOSUCH, &p, sizeof(p), ENXIO, "POOLS_INFO_GET \"%s\"", NOSUCH);
 }
 
 /*
@@ -1622,9 +1632,7 @@ static void ck_pools_pipe(struct ctx *c)
 
     memset(&p, 0, sizeof(p));
     p.nr_mem_id = 1;
-    hdr_init(&h, NETMAP_REQ_POOLS_INFO_GET, "ctlp{1", &p);
-    step(c, "POOLS_INFO_GET \"ctlp{1\" nr_mem_id 1");
-    ctrl_expect(c, fd, &h, 0, 0, WB_FULL);
+    expect_req(c, fd, &h, NETMAP_REQ_POOLS_INFO_GET, "ctlp{1", &p, 0, 0, "POOLS_INFO_GET \"ctlp{1\" nr_mem_id 1");
     ifo = p.nr_if_pool_offset;
     ro = p.nr_ring_pool_offset;
     bo = p.nr_buf_pool_offset;
@@ -1679,9 +1687,8 @@ static void ck_port_hdr(struct ctx *c)
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         memset(&b, 0, sizeof(b));
         b.nr_hdr_len = cases[i].len;
-        hdr_init(&h, cases[i].type, NOSUCH, &b);
-        step(c, "%s \"%s\" nr_hdr_len %u", reqname(cases[i].type), NOSUCH, cases[i].len);
-        ctrl_expect(c, fd, &h, sizeof(b), cases[i].want, WB_FULL);
+        expect_req(c, fd, &h, cases[i].type, NOSUCH, &b, sizeof(b), cases[i].want,
+                   "%s \"%s\" nr_hdr_len %u", reqname(cases[i].type), NOSUCH, cases[i].len);
     }
 }
 
@@ -1808,9 +1815,7 @@ static void ck_csb_enable(struct ctx *c)
     struct nmreq_header h;
     int fd = dev_open(c), fd2;
 
-    hdr_init(&h, NETMAP_REQ_CSB_ENABLE, "", NULL);
-    step(c, "CSB_ENABLE without a CSB option");
-    ctrl_expect(c, fd, &h, 0, EINVAL, WB_FULL);
+    expect_req(c, fd, &h, NETMAP_REQ_CSB_ENABLE, "", NULL, 0, EINVAL, "CSB_ENABLE without a CSB option");
 
     o = csb_opt(c, atok, ktoa);
     h.nr_options = (uintptr_t)o;
@@ -1902,14 +1907,11 @@ static void ck_kloop_unbound(struct ctx *c)
     struct nmreq_header h;
     int fd = dev_open(c);
 
-    hdr_init(&h, NETMAP_REQ_SYNC_KLOOP_STOP, "", NULL);
-    step(c, "SYNC_KLOOP_STOP on a fresh fd");
-    ctrl_expect(c, fd, &h, 0, ENXIO, WB_FULL);
+    expect_req(c, fd, &h, NETMAP_REQ_SYNC_KLOOP_STOP, "", NULL, 0, ENXIO, "SYNC_KLOOP_STOP on a fresh fd");
     memset(&s, 0, sizeof(s));
     s.sleep_us = 100;
-    hdr_init(&h, NETMAP_REQ_SYNC_KLOOP_START, "", &s);
-    step(c, "SYNC_KLOOP_START (sleep_us 100) on a fresh fd");
-    ctrl_expect(c, fd, &h, sizeof(s), ENXIO, WB_FULL);
+    expect_req(c, fd, &h, NETMAP_REQ_SYNC_KLOOP_START, "", &s, sizeof(s), ENXIO,
+               "SYNC_KLOOP_START (sleep_us 100) on a fresh fd");
 }
 
 /*
@@ -1926,18 +1928,15 @@ static void ck_kloop_start(struct ctx *c)
 
     memset(&s, 0, sizeof(s));
     s.sleep_us = 1000001;
-    hdr_init(&h, NETMAP_REQ_SYNC_KLOOP_START, "", &s);
-    step(c, "SYNC_KLOOP_START sleep_us 1000001 on a fresh fd");
-    ctrl_expect(c, fd, &h, sizeof(s), EINVAL, WB_FULL);
+    expect_req(c, fd, &h, NETMAP_REQ_SYNC_KLOOP_START, "", &s, sizeof(s), EINVAL,
+               "SYNC_KLOOP_START sleep_us 1000001 on a fresh fd");
 
     fd2 = null_open(c, &r, 1, 1, 64, 0, 0);
     s.sleep_us = 100;
-    hdr_init(&h, NETMAP_REQ_SYNC_KLOOP_START, "", &s);
-    step(c, "SYNC_KLOOP_START on a binding not in CSB mode");
-    ctrl_expect(c, fd2, &h, sizeof(s), EINVAL, WB_FULL);
-    hdr_init(&h, NETMAP_REQ_SYNC_KLOOP_STOP, "", NULL);
-    step(c, "SYNC_KLOOP_STOP on a binding with no loop running");
-    ctrl_expect(c, fd2, &h, 0, 0, WB_FULL);
+    expect_req(c, fd2, &h, NETMAP_REQ_SYNC_KLOOP_START, "", &s, sizeof(s), EINVAL,
+               "SYNC_KLOOP_START on a binding not in CSB mode");
+    expect_req(c, fd2, &h, NETMAP_REQ_SYNC_KLOOP_STOP, "", NULL, 0, 0,
+               "SYNC_KLOOP_STOP on a binding with no loop running");
 }
 
 /* A SYNC_KLOOP_START running in a thread of its own (it answers only when the loop ends). */
@@ -2012,9 +2011,7 @@ static void kloop_stop(struct ctx *c, int fd, int want, const char *what)
 {
     struct nmreq_header h;
 
-    hdr_init(&h, NETMAP_REQ_SYNC_KLOOP_STOP, "", NULL);
-    step(c, "%s", what);
-    ctrl_expect(c, fd, &h, 0, want, WB_FULL);
+    expect_req(c, fd, &h, NETMAP_REQ_SYNC_KLOOP_STOP, "", NULL, 0, want, "%s", what);
 }
 
 /*
@@ -2236,9 +2233,7 @@ static void ck_legacy_getinfo(struct ctx *c)
     step(c, "NIOCGINFO empty name");
     legacy_expect(c, fd, NIOCGINFO, &q, 0);
     memset(&b, 0, sizeof(b));
-    hdr_init(&h, NETMAP_REQ_PORT_INFO_GET, "", &b);
-    step(c, "NIOCCTRL PORT_INFO_GET empty name, for comparison");
-    ctrl_expect(c, fd, &h, 0, 0, WB_FULL);
+    expect_req(c, fd, &h, NETMAP_REQ_PORT_INFO_GET, "", &b, 0, 0, "NIOCCTRL PORT_INFO_GET empty name, for comparison");
     CHECK(c, q.nr_arg2 == 1, "nr_arg2 (mem id) %u, expected 1", q.nr_arg2);
     CHECK(c, q.nr_memsize == (uint32_t)b.nr_memsize && q.nr_memsize != 0,
           "nr_memsize %u, PORT_INFO_GET says %" PRIu64, q.nr_memsize, b.nr_memsize);
@@ -2407,15 +2402,12 @@ static void ck_legacy_pipe_suffix(struct ctx *c)
     memset(&r, 0, sizeof(r));
     r.nr_mode = NR_REG_ALL_NIC;
     r.nr_mem_id = 1;
-    hdr_init(&h, NETMAP_REQ_REGISTER, "ctllp{3", &r);
-    step(c, "NIOCCTRL REGISTER \"ctllp{3\": the rings are held exclusively");
-    ctrl_expect(c, fd2, &h, sizeof(r), EBUSY, WB_FULL);
+    expect_req(c, fd2, &h, NETMAP_REQ_REGISTER, "ctllp{3", &r, sizeof(r), EBUSY,
+               "NIOCCTRL REGISTER \"ctllp{3\": the rings are held exclusively");
     memset(&r, 0, sizeof(r));
     r.nr_mode = NR_REG_ALL_NIC;
     r.nr_mem_id = 1;
-    hdr_init(&h, NETMAP_REQ_REGISTER, "ctllp{4", &r);
-    step(c, "NIOCCTRL REGISTER \"ctllp{4\": another pipe");
-    ctrl_expect(c, fd3, &h, 0, 0, WB_FULL);
+    expect_req(c, fd3, &h, NETMAP_REQ_REGISTER, "ctllp{4", &r, 0, 0, "NIOCCTRL REGISTER \"ctllp{4\": another pipe");
 }
 
 /* ------------------------------------------------------------------ */
