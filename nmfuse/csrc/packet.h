@@ -1,0 +1,74 @@
+/* The C helper's AF_PACKET and BPF calls: the generic driver's way to
+ * receive from and send on any Linux interface, and the tc programs that
+ * keep the host stack away from an interface in netmap mode. */
+#ifndef NMFUSE_PACKET_H
+#define NMFUSE_PACKET_H
+
+#include <stdint.h>
+
+/* The fd-level calls return 0 (or an fd) on success and -errno on failure. */
+
+/* One AF_PACKET receive socket with a TPACKET_V3 ring mapped: block_nr
+ * blocks of block_size bytes (a power of two, a multiple of the page size)
+ * that the kernel fills with frames and hands over a block at a time. */
+struct nmh_pkt_rx {
+    int fd;
+    uint32_t block_size;
+    uint32_t block_nr;
+    char *map;              /* block_nr * block_size bytes */
+    uint32_t block;         /* the block being read */
+    uint32_t left;          /* its frames not yet taken */
+    uint32_t next;          /* offset of the next one in it */
+    uint32_t outgoing;      /* 1: take what the interface sends, 0: what it receives */
+};
+
+/* Open `rx` on interface `ifindex`, every protocol, non-blocking.  With
+ * fanout_id != 0 the socket joins that PACKET_FANOUT group, spread by the
+ * receive queue of each frame (several rings of one interface).  The
+ * socket is bound last, so it sees nothing from before its ring exists. */
+int nmh_pkt_rx_open(struct nmh_pkt_rx *rx, int ifindex, uint32_t block_size, uint32_t block_nr,
+                    int fanout_id);
+void nmh_pkt_rx_close(struct nmh_pkt_rx *rx);
+
+/* Frames the kernel dropped on `rx` since the last call (ring full). */
+int64_t nmh_pkt_rx_drops(struct nmh_pkt_rx *rx);
+
+/* Copy the frames waiting in `rx` into the `room` free RX slots from tail
+ * on: a frame longer than a buffer becomes a chain of slots, NS_MOREFRAG
+ * on all but the last; one that does not fit the room left waits in the
+ * ring for the next call.  Frames of the other direction are skipped.
+ * Counts into io (frames, bytes, drops: a frame the socket cut short or
+ * longer than 64 slots).  io->error = EAGAIN when nothing is left, EINVAL
+ * on a free slot with a bad buffer.  Returns the new tail. */
+uint32_t nmh_pkt_rx(struct nmh_tap_io *io, struct nmh_pkt_rx *rx, struct netmap_slot *slot, uint32_t n,
+                    uint32_t tail, uint32_t room);
+
+/* Whether `rx` has a frame waiting (the current block or the next one). */
+int nmh_pkt_rx_ready(struct nmh_pkt_rx *rx);
+
+/* An AF_PACKET socket that sends on interface `ifindex`, bypassing the
+ * qdisc (PACKET_QDISC_BYPASS), receiving nothing, non-blocking. */
+int nmh_pkt_tx_open(int ifindex, int sndbuf);
+
+/* Send the frames in TX slots [cur, head) (modulo n) on fd, as many per
+ * sendmmsg as the kernel takes (a frame is a slot or an NS_MOREFRAG chain).
+ * A frame the kernel refuses (link down, no buffer in the device) or with
+ * a bad slot is dropped and counted (io->last_error says why), as netmap's
+ * generic adapter drops what the device refuses.  Stops at head, before a
+ * chain that head cuts short, or when the socket buffer is full
+ * (io->error = EAGAIN).  Returns the slot after the last frame handled. */
+uint32_t nmh_pkt_tx(struct nmh_tap_io *io, int fd, struct netmap_slot *slot, uint32_t n,
+                    uint32_t cur, uint32_t head);
+
+/* Load a BPF_PROG_TYPE_SCHED_CLS program of `count` raw 8-byte
+ * instructions (GPL); returns its fd.  log (log_size bytes) gets the
+ * verifier's complaints when it refuses. */
+int nmh_bpf_prog_load(const uint64_t *insns, uint32_t count, char *log, uint32_t log_size);
+
+/* Attach program `prog_fd` to interface `ifindex` as a tcx program of
+ * `attach_type` (BPF_TCX_INGRESS 46, BPF_TCX_EGRESS 47) through a bpf_link;
+ * returns the link's fd.  The program stays attached as long as the link
+ * fd is open: closing it, or the death of its owner, detaches it. */
+int nmh_bpf_tcx_link(int prog_fd, int ifindex, uint32_t attach_type);
+
+#endif /* NMFUSE_PACKET_H */
