@@ -3,6 +3,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <linux/bpf.h>
+#include <linux/filter.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <sys/mman.h>
@@ -19,8 +20,16 @@
 #define NMH_PKT_BATCH 1024            /* frames per sendmmsg (UIO_MAXIOV) */
 
 int nmh_pkt_rx_open(struct nmh_pkt_rx *rx, int ifindex, uint32_t block_size, uint32_t block_nr,
-                    int fanout_id)
+                    int fanout_id, uint32_t skip_mark)
 {
+    /* classic BPF: refuse frames whose skb mark is skip_mark, take the rest */
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SKF_AD_OFF + SKF_AD_MARK),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, skip_mark, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, 0),
+        BPF_STMT(BPF_RET | BPF_K, 0xffffffff),
+    };
+    struct sock_fprog prog = { .len = sizeof(code) / sizeof(code[0]), .filter = code };
     struct tpacket_req3 req;
     struct sockaddr_ll sll;
     int version = TPACKET_V3, one = 1, e;
@@ -35,6 +44,8 @@ int nmh_pkt_rx_open(struct nmh_pkt_rx *rx, int ifindex, uint32_t block_size, uin
         goto fail;
     /* what the program sends comes back to nobody: only received frames */
     if (setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(one)) < 0)
+        goto fail;
+    if (skip_mark && setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) < 0)
         goto fail;
     memset(&req, 0, sizeof(req));
     req.tp_block_size = block_size;
@@ -177,6 +188,16 @@ uint32_t nmh_pkt_rx(struct nmh_tap_io *io, struct nmh_pkt_rx *rx, struct netmap_
         nmh_pkt_take(rx, h);
     }
     return tail;
+}
+
+int nmh_sock_error(int fd)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        return errno;
+    return err;
 }
 
 int nmh_pkt_tx_open(int ifindex, int sndbuf)

@@ -24,10 +24,12 @@ struct nmh_pkt_rx {
 
 /* Open `rx` on interface `ifindex`, every protocol, non-blocking.  With
  * fanout_id != 0 the socket joins that PACKET_FANOUT group, spread by the
- * receive queue of each frame (several rings of one interface).  The
+ * receive queue of each frame (several rings of one interface).  Frames
+ * whose skb mark is skip_mark (if not 0) are not taken (what nmfuse itself
+ * delivered to the host stack through the interface).  The
  * socket is bound last, so it sees nothing from before its ring exists. */
 int nmh_pkt_rx_open(struct nmh_pkt_rx *rx, int ifindex, uint32_t block_size, uint32_t block_nr,
-                    int fanout_id);
+                    int fanout_id, uint32_t skip_mark);
 void nmh_pkt_rx_close(struct nmh_pkt_rx *rx);
 
 /* Frames the kernel dropped on `rx` since the last call (ring full). */
@@ -45,6 +47,9 @@ uint32_t nmh_pkt_rx(struct nmh_tap_io *io, struct nmh_pkt_rx *rx, struct netmap_
 
 /* Whether `rx` has a frame waiting (the current block or the next one). */
 int nmh_pkt_rx_ready(struct nmh_pkt_rx *rx);
+
+/* The pending error of socket fd (SO_ERROR, cleared by reading), 0 if none. */
+int nmh_sock_error(int fd);
 
 /* An AF_PACKET socket that sends on interface `ifindex`, bypassing the
  * qdisc (PACKET_QDISC_BYPASS), receiving nothing, non-blocking. */
