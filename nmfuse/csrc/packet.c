@@ -346,3 +346,15 @@ int nmh_bpf_tcx_link(int prog_fd, int ifindex, uint32_t attach_type)
     long fd = nmh_bpf(BPF_LINK_CREATE, &attr);
     return fd < 0 ? -errno : (int)fd;
 }
+
+int nmh_bpf_tcx_count(int ifindex, uint32_t attach_type)
+{
+    union bpf_attr attr;
+
+    memset(&attr, 0, sizeof(attr));
+    attr.query.target_fd = (uint32_t)ifindex;      /* target_ifindex for tcx */
+    attr.query.attach_type = attach_type;
+    if (nmh_bpf(BPF_PROG_QUERY, &attr) < 0)
+        return -errno;
+    return (int)attr.query.prog_cnt;
+}

@@ -76,4 +76,7 @@ int nmh_bpf_prog_load(const uint64_t *insns, uint32_t count, char *log, uint32_t
  * fd is open: closing it, or the death of its owner, detaches it. */
 int nmh_bpf_tcx_link(int prog_fd, int ifindex, uint32_t attach_type);
 
+/* How many tcx programs of `attach_type` interface `ifindex` has now. */
+int nmh_bpf_tcx_count(int ifindex, uint32_t attach_type);
+
 #endif /* NMFUSE_PACKET_H */

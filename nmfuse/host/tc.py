@@ -129,6 +129,21 @@ def attach(prog: list[int], ifindex: int, attach_type: int) -> int:
         os.close(prog_fd)   # the link holds the program
 
 
+def attached(ifindex: int) -> tuple[int, int]:
+    """How many tcx programs interface ``ifindex`` has: (ingress, egress).
+
+    Raises:
+        OSError: the kernel cannot say (no such interface, no tcx).
+    """
+    counts = []
+    for kind in (BPF_TCX_INGRESS, BPF_TCX_EGRESS):
+        n = lib.nmh_bpf_tcx_count(ifindex, kind)
+        if n < 0:
+            raise OSError(-n, f"BPF_PROG_QUERY on interface {ifindex}: {os.strerror(-n)}")
+        counts.append(n)
+    return counts[0], counts[1]
+
+
 def _disable_ipv6(name: str) -> None:
     """Keep the TAP's own stack quiet (no router solicitations or DAD
     frames in the host RX ring)."""
