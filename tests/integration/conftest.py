@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pyroute2.netns import setns
 
 from tests.conftest import missing
 
@@ -47,9 +48,10 @@ class Mount:
         self.log = open(Path(path).parent / "daemon.log", "w+")
         # netns: the daemon serves the interfaces of that network namespace
         # (the mount stays in ours, so clients need not enter it)
-        enter = (lambda: __import__("pyroute2.netns").netns.setns(netns)) if netns else None
+        enter = (lambda: setns(netns)) if netns else None
         self.proc = subprocess.Popen([sys.executable, "-m", "nmfuse", "-v", "mount", path, *args],
-                                     stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=enter)
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     preexec_fn=enter)  # noqa: PLW1509 (setns before exec: no threads run then)
         deadline = time.monotonic() + 20
         while not (_mounted(path) and self.status_or_none() is not None):
             if self.proc.poll() is not None or time.monotonic() > deadline:
