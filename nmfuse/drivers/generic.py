@@ -221,6 +221,9 @@ class GenericAdapter(Adapter):
 
     def _rx_ready(self, i: int, events: int) -> None:
         if self.krings is not None:
+            drops = lib.nmh_pkt_rx_drops(self.rx[i].state)
+            if drops > 0:
+                self.krings[RX][i].stats_drops += drops   # the socket's ring was full
             self.notify(self.krings[RX][i])
 
     def _host_ready(self, events: int) -> None:

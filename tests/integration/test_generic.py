@@ -144,10 +144,11 @@ def test_a_million_frames_veth_to_veth_none_lost_duplicated_or_corrupted(net):
     # bursts of 128: a veth hands frames to its peer through the receiving
     # CPU's backlog (netdev_max_backlog, 1000 by default), which a larger
     # burst could overflow before anyone reads
-    m.run(client("nm-send"), "-i", f"netmap:{net.a}", "-n", str(n), "-b", "128", "-r", "200000", "-j", timeout=120)
+    m.run(client("nm-send"), "-i", f"netmap:{net.a}", "-n", str(n), "-b", "128", "-r", "150000", "-j", timeout=120)
+    rings = [(p["name"], r["dir"], r["index"], r["packets"], r["drops"]) for p in m.status()["ports"] for r in p["rings"]]
     out, err = recv.communicate(timeout=60)
     got = _json(out)
-    assert recv.returncode == 0, out + err + m.output()
+    assert recv.returncode == 0, f"{out}{err}{rings}"
     assert (got["pkts"], got["lost"], got["dup"], got["corrupt"]) == (n, 0, 0, 0)
 
 
@@ -159,7 +160,7 @@ def test_frames_the_other_way_byte_for_byte(net, size):
     recv = subprocess.Popen([client("nm-recv"), "-i", f"netmap:{net.a}", "-n", str(n), "-c", "-T", "10", "-j"],
                             env=m.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(1)
-    m.run(client("nm-send"), "-i", f"netmap:{net.b}", "-n", str(n), "-s", str(size), "-r", "100000", "-j")
+    m.run(client("nm-send"), "-i", f"netmap:{net.b}", "-n", str(n), "-s", str(size), "-b", "128", "-r", "100000", "-j")
     out, err = recv.communicate(timeout=60)
     got = _json(out)
     assert (got["pkts"], got["bytes"], got["lost"], got["corrupt"]) == (n, n * size, 0, 0), out + err
