@@ -48,10 +48,22 @@ def _rx_packets(ns: str, name: str) -> int:
     return link.get_attr("IFLA_STATS64")["rx_packets"]
 
 
-def _tcx(ns: str, name: str) -> tuple[int, int]:
-    code = (f"from nmfuse.host import tc, netif; print(*tc.attached(netif.lookup({name!r}).index))")
+def _tcx(ns: str, name: str) -> tuple[int, int] | None:
+    """(ingress, egress) tcx programs of ``name``; None if it is gone."""
+    code = (f"from nmfuse.host import tc, netif; i = netif.lookup({name!r}); "
+            "print(*(tc.attached(i.index) if i else ()))")
     out = _in(ns, sys.executable, "-c", code, check=True).stdout.split()
-    return int(out[0]), int(out[1])
+    return (int(out[0]), int(out[1])) if out else None
+
+
+def settled(ns: str, expected: dict) -> dict:
+    """The snapshot of ``ns`` once it equals ``expected``, or after 10 s:
+    a closed binding (and a killed process's fds) are released
+    asynchronously."""
+    deadline = time.monotonic() + 10
+    while (now := snapshot(ns)) != expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return now
 
 
 def snapshot(ns: str) -> dict:
@@ -245,6 +257,7 @@ def test_stack_blind_while_bound_and_sees_again_after(net):
         out, err = recv.communicate(timeout=20)
     assert _json(out)["other"] >= 5, "netmap got the frames the stack did not: " + out + err
     assert int(before) >= 0
+    _in(net.p, "ip", "neigh", "flush", "all")   # forget the ARP failures of the blind period
     assert " 0% packet loss" in _ping(net.p, ADDR_D), "the stack sees the wire again"
 
 
@@ -295,7 +308,7 @@ def test_unbinding_and_sigkill_leave_the_interface_as_it_was(net):
     assert len(bound["links"]) == len(before["links"]) + 1, "the host path's TAP exists"
     recv.send_signal(signal.SIGINT)
     recv.communicate(timeout=20)
-    assert snapshot(net.d) == before, "unbound"
+    assert settled(net.d, before) == before, "unbound"
     recv = subprocess.Popen([client("nm-recv"), "-i", f"netmap:{net.a}", "-T", "0"],
                             env=m.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(1)
@@ -303,8 +316,5 @@ def test_unbinding_and_sigkill_leave_the_interface_as_it_was(net):
     m.stop(signal.SIGKILL)
     recv.kill()
     recv.communicate(timeout=20)
-    deadline = time.monotonic() + 10
-    while snapshot(net.d) != before and time.monotonic() < deadline:
-        time.sleep(0.2)   # the kernel releases a killed process's fds asynchronously
-    assert snapshot(net.d) == before, "after SIGKILL"
+    assert settled(net.d, before) == before, "after SIGKILL"
     assert " 0% packet loss" in _ping(net.p, ADDR_D)
