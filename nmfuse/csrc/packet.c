@@ -1,5 +1,9 @@
 /* AF_PACKET receive rings, batched sends, tcx BPF programs; see packet.h. */
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
 #include <string.h>
 #include <arpa/inet.h>
 #include <linux/bpf.h>
@@ -308,6 +312,150 @@ uint32_t nmh_pkt_tx(struct nmh_tap_io *io, int fd, struct netmap_slot *slot, uin
             break;
     }
     return cur;
+}
+
+struct nmh_pkt_txq_priv {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t work;    /* head moved, or stop */
+    pthread_cond_t idle;    /* the thread caught up */
+};
+
+static void nmh_pkt_txq_progress(struct nmh_pkt_txq *q, uint32_t done)
+{
+    __atomic_store_n(&q->done, done, __ATOMIC_SEQ_CST);
+    if (__atomic_exchange_n(&q->want, 0, __ATOMIC_SEQ_CST))
+        eventfd_write(q->efd, 1);
+}
+
+static void *nmh_pkt_txq_run(void *arg)
+{
+    struct nmh_pkt_txq *q = arg;
+    struct nmh_pkt_txq_priv *p = q->priv;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        /* wait for a head not seen yet: [done, head) may hold a chain
+         * that head cut short, which only a new head can complete */
+        while (!q->stop && q->head == q->taken) {
+            q->busy = 0;
+            pthread_cond_broadcast(&p->idle);
+            pthread_cond_wait(&p->work, &p->lock);
+        }
+        if (q->stop)
+            break;
+        q->busy = 1;
+        uint32_t head = q->taken = q->head, cur = q->done;
+        struct netmap_slot *slot = q->slot;
+        uint32_t n = q->n;
+        pthread_mutex_unlock(&p->lock);
+        while (cur != head) {
+            uint32_t next = nmh_pkt_tx(&q->io, q->fd, slot, n, cur, head);
+            if (next != cur)
+                nmh_pkt_txq_progress(q, cur = next);
+            if (q->io.error == EAGAIN) {
+                struct pollfd pfd = { .fd = q->fd, .events = POLLOUT };
+                poll(&pfd, 1, 10);
+                if (__atomic_load_n(&q->stop, __ATOMIC_RELAXED))
+                    break;
+                continue;
+            }
+            if (next == cur)
+                break;              /* a cut chain: wait for the rest */
+        }
+        pthread_mutex_lock(&p->lock);
+    }
+    q->busy = 0;
+    pthread_cond_broadcast(&p->idle);
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+int nmh_pkt_txq_start(struct nmh_pkt_txq *q)
+{
+    struct nmh_pkt_txq_priv *p = calloc(1, sizeof(*p));
+    int e;
+
+    if (p == NULL)
+        return -ENOMEM;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->work, NULL);
+    pthread_cond_init(&p->idle, NULL);
+    q->priv = p;
+    q->stop = q->busy = q->want = 0;
+    q->taken = q->head;
+    e = pthread_create(&p->thread, NULL, nmh_pkt_txq_run, q);
+    if (e) {
+        free(p);
+        q->priv = NULL;
+        return -e;
+    }
+    return 0;
+}
+
+void nmh_pkt_txq_push(struct nmh_pkt_txq *q, struct netmap_slot *slot, uint32_t n, uint32_t head)
+{
+    struct nmh_pkt_txq_priv *p = q->priv;
+
+    pthread_mutex_lock(&p->lock);
+    q->slot = slot;
+    q->n = n;
+    q->head = head;
+    pthread_cond_signal(&p->work);
+    pthread_mutex_unlock(&p->lock);
+}
+
+void nmh_pkt_txq_drain(struct nmh_pkt_txq *q)
+{
+    struct nmh_pkt_txq_priv *p = q->priv;
+
+    if (p == NULL)
+        return;
+    pthread_mutex_lock(&p->lock);
+    /* the thread is idle once it waits with nothing new to take */
+    while (!q->stop && (q->busy || q->head != q->taken))
+        pthread_cond_wait(&p->idle, &p->lock);
+    pthread_mutex_unlock(&p->lock);
+}
+
+void nmh_pkt_txq_reset(struct nmh_pkt_txq *q, uint32_t at)
+{
+    struct nmh_pkt_txq_priv *p = q->priv;
+
+    nmh_pkt_txq_drain(q);
+    pthread_mutex_lock(&p->lock);
+    q->head = q->taken = at;
+    __atomic_store_n(&q->done, at, __ATOMIC_SEQ_CST);
+    pthread_mutex_unlock(&p->lock);
+}
+
+void nmh_pkt_txq_want(struct nmh_pkt_txq *q, uint32_t seen)
+{
+    __atomic_store_n(&q->want, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&q->done, __ATOMIC_SEQ_CST) != seen && __atomic_exchange_n(&q->want, 0, __ATOMIC_SEQ_CST))
+        eventfd_write(q->efd, 1);
+}
+
+uint32_t nmh_pkt_txq_done(struct nmh_pkt_txq *q)
+{
+    return __atomic_load_n(&q->done, __ATOMIC_SEQ_CST);
+}
+
+void nmh_pkt_txq_stop(struct nmh_pkt_txq *q)
+{
+    struct nmh_pkt_txq_priv *p = q->priv;
+
+    if (p == NULL)
+        return;
+    pthread_mutex_lock(&p->lock);
+    q->stop = 1;
+    pthread_cond_signal(&p->work);
+    pthread_mutex_unlock(&p->lock);
+    pthread_join(p->thread, NULL);
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->work);
+    pthread_cond_destroy(&p->idle);
+    free(p);
+    q->priv = NULL;
 }
 
 static long nmh_bpf(int cmd, union bpf_attr *attr)

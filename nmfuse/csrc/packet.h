@@ -65,6 +65,52 @@ int nmh_pkt_tx_open(int ifindex, int sndbuf);
 uint32_t nmh_pkt_tx(struct nmh_tap_io *io, int fd, struct netmap_slot *slot, uint32_t n,
                     uint32_t cur, uint32_t head);
 
+/* A sending thread for one TX ring: txsync hands it the frames up to the
+ * new head and returns at once (as a NIC takes descriptors), the thread
+ * sends them with nmh_pkt_tx and publishes how far it got in `done`; the
+ * ring's slots are reclaimed up to there (netmap's generic adapter
+ * reclaims on completion too).  So the program fills the next batch
+ * while the previous one is being sent.  When `want` is set (a poller
+ * waits for room) the thread writes eventfd `efd` after progress.
+ * Counters in `io` are the thread's (read them, never reset). */
+struct nmh_pkt_txq {
+    int fd;                 /* the send socket (owned by the caller) */
+    int efd;                /* eventfd: progress for a waiting poller */
+    struct nmh_tap_io io;
+    struct netmap_slot *slot;
+    uint32_t n;
+    uint32_t head;          /* frames before it are the thread's to send (under lock) */
+    uint32_t done;          /* the thread sent (or dropped) everything before it */
+    uint32_t want;          /* a poller waits: write efd on progress */
+    uint32_t stop;
+    uint32_t taken;         /* the head the thread last took (under lock) */
+    uint32_t busy;          /* the thread is between taking head and publishing done */
+    void *priv;             /* the thread, its lock and condition */
+};
+
+/* Start the thread of q (fd, efd and io's pool fields set by the caller). */
+int nmh_pkt_txq_start(struct nmh_pkt_txq *q);
+
+/* Hand over the frames of slots [.., head) of ring `slot` (n slots). */
+void nmh_pkt_txq_push(struct nmh_pkt_txq *q, struct netmap_slot *slot, uint32_t n, uint32_t head);
+
+/* Wait until the thread sent all it was handed (or it can send no more:
+ * a chain cut short by head). */
+void nmh_pkt_txq_drain(struct nmh_pkt_txq *q);
+
+/* Drain, then make `at` the start of both head and done (a ring reset). */
+void nmh_pkt_txq_reset(struct nmh_pkt_txq *q, uint32_t at);
+
+/* Ask for an eventfd write at the next progress; if progress happened
+ * since done was last read as `seen`, write it now.  */
+void nmh_pkt_txq_want(struct nmh_pkt_txq *q, uint32_t seen);
+
+/* Where the thread got to (slots before it are sent). */
+uint32_t nmh_pkt_txq_done(struct nmh_pkt_txq *q);
+
+/* Stop and join the thread (idempotent); frames not sent are dropped. */
+void nmh_pkt_txq_stop(struct nmh_pkt_txq *q);
+
 /* Load a BPF_PROG_TYPE_SCHED_CLS program of `count` raw 8-byte
  * instructions (GPL); returns its fd.  log (log_size bytes) gets the
  * verifier's complaints when it refuses. */

@@ -82,6 +82,9 @@ class GenericAdapter(Adapter):
         self.waiter = driver.waiter
         self.gone = False
         self.tx_fds: list[int] = []
+        self.txq: list = []          # struct nmh_pkt_txq per hw TX ring (a sending thread each)
+        self._pushed: list[int] = []  # the head each one was last handed
+        self._seen: list[int] = []    # its progress as txsync last read it
         self.rx: list[packet.RxRing] = []
         self.host: tc.HostPath | None = None
         self._io = ffi.new("struct nmh_tap_io *")
@@ -120,14 +123,18 @@ class GenericAdapter(Adapter):
         with ExitStack() as undo:
             undo.callback(self._close)
             self.tx_fds = [packet.open_tx(self.ifindex) for _ in range(self.num_rings[TX])]
+            for fd in self.tx_fds:
+                self.txq.append(packet.TxQueue(fd, self._io))
+                self._pushed.append(0)
+                self._seen.append(0)
             fanout = ((os.getpid() << 6) ^ self.ifindex) & 0xFFFF or 1 if self.num_rings[RX] > 1 else 0
             for _ in range(self.num_rings[RX]):
                 self.rx.append(packet.RxRing(self.ifindex, fanout, tc.MARK))
             self.host = tc.HostPath(self.ifindex)
             for i, ring in enumerate(self.rx):
                 self.waiter.add(ring.fileno(), partial(self._rx_ready, i))
-            for i, fd in enumerate(self.tx_fds):
-                self.waiter.add(fd, partial(self._tx_ready, i))
+            for i, q in enumerate(self.txq):
+                self.waiter.add(q.efd, partial(self._tx_ready, i))
             self.waiter.add(self.host.fd, self._host_ready)
             undo.pop_all()
         self.gone = False
@@ -137,13 +144,16 @@ class GenericAdapter(Adapter):
         for ring in self.rx:
             self.waiter.remove(ring.fileno())
             ring.close()
+        for q in self.txq:
+            self.waiter.remove(q.efd)
+            q.close()
         for fd in self.tx_fds:
-            self.waiter.remove(fd)
             os.close(fd)
         if self.host is not None:
             self.waiter.remove(self.host.fd)
             self.host.close()
-        self.rx, self.tx_fds, self.host = [], [], None
+        self.rx, self.tx_fds, self.txq, self.host = [], [], [], None
+        self._pushed, self._seen = [], []
 
     def destroy(self) -> None:
         """The last reference is gone: the driver forgets the port."""
@@ -172,21 +182,53 @@ class GenericAdapter(Adapter):
 
     def txsync(self, kring) -> int:
         n = kring.num_slots
-        if kring.hwcur != kring.rhead and self.host is not None and not self.gone:
-            io = self._io_for()
-            if kring.host:
-                fd = self.host.fd
-                kring.hwcur = lib.nmh_tap_tx(io, fd, kring.ring.slot, n, kring.hwcur, kring.rhead, lib.NMH_TAP_SEND)
-            else:
-                fd = self.tx_fds[kring.index]
-                kring.hwcur = lib.nmh_pkt_tx(io, fd, kring.ring.slot, n, kring.hwcur, kring.rhead)
-            self._account(kring, io)
-            if io.error == errno.EAGAIN:
-                self.waiter.arm(fd, WRITE)
-        elif self.gone:
+        if self.gone or self.host is None:
             kring.hwcur = kring.rhead    # nothing can leave any more
-        kring.hwtail = (kring.hwcur - 1) % n
+            kring.hwtail = (kring.hwcur - 1) % n
+            return errno.ENXIO if self.gone else 0
+        if kring.host:
+            if kring.hwcur != kring.rhead:
+                io, fd = self._io_for(), self.host.fd
+                kring.hwcur = lib.nmh_tap_tx(io, fd, kring.ring.slot, n, kring.hwcur, kring.rhead, lib.NMH_TAP_SEND)
+                self._account(kring, io)
+                if io.error == errno.EAGAIN:
+                    self.waiter.arm(fd, WRITE)
+            kring.hwtail = (kring.hwcur - 1) % n
+            return 0
+        # hw ring: its thread sends [done, head); reclaimed up to done
+        i = kring.index
+        q = self.txq[i]
+        if kring.hwcur != self._pushed[i]:
+            q.reset(kring.hwcur)         # the core reset the ring
+            self._pushed[i] = kring.hwcur
+        if kring.rhead != kring.hwcur:
+            q.push(kring.ring.slot, n, kring.rhead)
+            kring.hwcur = self._pushed[i] = kring.rhead
+        self._track(kring)
+        io = q.state.io
+        kring.stats_packets, kring.stats_bytes, kring.stats_drops = io.packets, io.bytes, io.drops
+        if io.last_error in GONE:
+            self._lost()
         return errno.ENXIO if self.gone else 0
+
+    def _track(self, kring) -> None:
+        """Reclaim hw TX ``kring``'s slots up to its thread's progress; while
+        frames are in flight, ask to hear of the next progress (``_tx_ready``
+        publishes it even if no sync comes: netmap's poll syncs only the
+        first TX ring with room, a NIC's completions free the others)."""
+        i, q = kring.index, self.txq[kring.index]
+        done = self._seen[i] = q.done()
+        kring.hwtail = (done - 1) % kring.num_slots
+        if done != kring.hwcur:
+            self.waiter.arm(q.efd, READ)
+            q.want(done)
+
+    def rings_delete(self) -> None:
+        """A TX ring's thread finishes with its slots before the ring goes."""
+        for kring in self.krings[TX][:self.num_rings[TX]] if self.krings else ():
+            if kring.ring is not None and not kring.wants_ring() and kring.index < len(self.txq):
+                self.txq[kring.index].drain()
+        super().rings_delete()
 
     def rxsync(self, kring) -> int:
         n = kring.num_slots
@@ -212,7 +254,11 @@ class GenericAdapter(Adapter):
     def poll_wait(self, kring) -> None:
         """Arm the socket (or TAP) that feeds RX ``kring``; a full ring can
         only move after the program releases slots."""
-        if kring.direction != RX or kring.space() == 0 or self.host is None or self.gone:
+        if self.host is None or self.gone:
+            return
+        if kring.direction == TX:
+            return   # hw TX: armed while frames are in flight (_track); host TX: while the TAP is full
+        if kring.space() == 0:
             return
         if kring.host:
             self.waiter.arm(self.host.fd, READ)
@@ -236,8 +282,14 @@ class GenericAdapter(Adapter):
                 self.notify(kring)
 
     def _tx_ready(self, i: int, events: int) -> None:
-        if self.krings is not None:
-            self._tx_pending([self.krings[TX][i]])
+        """Hw TX ring ``i``'s thread made progress a poller waits for."""
+        if self.krings is not None and i < len(self.txq):
+            self.txq[i].clear()
+            kring = self.krings[TX][i]
+            if kring.ring is not None and not self.gone:
+                self._track(kring)
+                kring.finalize()
+            self.notify(kring)
 
     def _tx_pending(self, krings) -> None:
         """Room returned: send what waited, and wake the ring's pollers."""

@@ -18,7 +18,10 @@ Why these choices:
   diverts the host stack's traffic (tc.py).
 * sendmmsg of a whole sync's frames, straight from the netmap buffers:
   one system call per batch and the kernel's one copy into its skb, as a
-  plain C sender does.
+  plain C sender does.  Each TX ring has a sending thread (``TxQueue``):
+  txsync hands it the new frames and returns, as a NIC takes descriptors,
+  and slots are reclaimed as the thread gets through them, so the program
+  fills the next batch while the last one is being sent.
 """
 
 import os
@@ -60,6 +63,58 @@ class RxRing:
     def close(self) -> None:
         """Unmap the ring and close the socket (idempotent)."""
         lib.nmh_pkt_rx_close(self.state)
+
+
+class TxQueue:
+    """The sending thread of one TX ring (the helper's struct nmh_pkt_txq)
+    on send socket ``fd``; ``pool`` (a struct nmh_tap_io) gives the buffer
+    pool.  ``efd`` becomes readable when a poller asked (``want``) and
+    the thread made progress."""
+
+    def __init__(self, fd: int, pool):
+        self.efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.state = ffi.new("struct nmh_pkt_txq *")
+        self.state.fd, self.state.efd = fd, self.efd
+        self.state.io.bufbase, self.state.io.bufsize = pool.bufbase, pool.bufsize
+        self.state.io.objtotal = pool.objtotal
+        ret = lib.nmh_pkt_txq_start(self.state)
+        if ret < 0:
+            os.close(self.efd)
+            _check(ret, "start a sending thread")
+
+    def push(self, slot, n: int, head: int) -> None:
+        """The frames of ``slot`` before ``head`` are the thread's to send."""
+        lib.nmh_pkt_txq_push(self.state, slot, n, head)
+
+    def done(self) -> int:
+        """The slot the thread got to."""
+        return lib.nmh_pkt_txq_done(self.state)
+
+    def reset(self, at: int) -> None:
+        """The ring was reset: finish what was handed over, restart at ``at``."""
+        lib.nmh_pkt_txq_reset(self.state, at)
+
+    def drain(self) -> None:
+        """Wait until the thread sent what it was handed."""
+        lib.nmh_pkt_txq_drain(self.state)
+
+    def want(self, seen: int) -> None:
+        """Make ``efd`` readable at the next progress past ``seen``."""
+        lib.nmh_pkt_txq_want(self.state, seen)
+
+    def clear(self) -> None:
+        """Consume ``efd``'s readiness."""
+        try:
+            os.eventfd_read(self.efd)
+        except BlockingIOError:
+            pass  # already consumed: nothing to clear
+
+    def close(self) -> None:
+        """Stop the thread (what it did not send is dropped), close ``efd``."""
+        lib.nmh_pkt_txq_stop(self.state)
+        if self.efd >= 0:
+            os.close(self.efd)
+            self.efd = -1
 
 
 def open_tx(ifindex: int) -> int:
