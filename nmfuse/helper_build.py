@@ -1,7 +1,8 @@
 """Build script of the C helper (``nmfuse._helper``), run by cffi at install.
 
 The helper holds the per-slot loops and OS calls of ``csrc/`` (buffer
-accounting, ring loops, VALE forwarding, TAP queues).  It includes the
+accounting, ring loops, VALE forwarding, TAP queues,
+AF_PACKET rings and tcx programs of the generic driver).  It includes the
 netmap ABI module (``nmfuse.abi._netmap``), so the netmap struct types it
 takes are the very ones the rest of nmfuse creates.
 """
@@ -15,8 +16,7 @@ import cffi
 HERE = Path(__file__).parent
 CSRC = HERE / "csrc"
 # One header + one source per concern; the order is the cdef order.
-PARTS = ("pool", "rings", "sync", "fast", "vale", "tap", "guard")
-
+PARTS = ("pool", "rings", "sync", "fast", "vale", "tap", "guard", "packet")
 
 
 # The package is not importable while it is being built: run the ABI build script by path.

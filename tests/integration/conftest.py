@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pyroute2.netns import setns
 
 from tests.conftest import missing
 
@@ -42,11 +43,15 @@ def _mounted(path: str) -> bool:
 class Mount:
     """A running `nmfuse mount PATH` daemon."""
 
-    def __init__(self, path: str, *args: str):
+    def __init__(self, path: str, *args: str, netns: str | None = None):
         self.path = path
         self.log = open(Path(path).parent / "daemon.log", "w+")
+        # netns: the daemon serves the interfaces of that network namespace
+        # (the mount stays in ours, so clients need not enter it)
+        enter = (lambda: setns(netns)) if netns else None
         self.proc = subprocess.Popen([sys.executable, "-m", "nmfuse", "-v", "mount", path, *args],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     preexec_fn=enter)  # noqa: PLW1509 (setns before exec: no threads run then)
         deadline = time.monotonic() + 20
         while not (_mounted(path) and self.status_or_none() is not None):
             if self.proc.poll() is not None or time.monotonic() > deadline:

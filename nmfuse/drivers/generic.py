@@ -1,0 +1,347 @@
+"""Generic ports (netmap_generic.c): ``netmap:IFNAME`` for any existing
+Linux interface no earlier driver claimed (veth, loopback, bridges, NICs),
+emulated over AF_PACKET as netmap emulates a NIC without native support.
+
+Which names
+-----------
+The last in the cascade: a name is generic if it is an interface of the
+daemon's network namespace (rtnetlink) and no other driver took it (TAPs
+nmfuse made, or free persistent ones, stay with the TAP driver).  Any
+other name passes, and the core answers ENXIO as netmap does for an
+unknown interface.  A port is known by its ifindex: a binding survives a
+rename; a port whose interface was deleted or moved to another namespace
+reports ENXIO from every sync (NAF_ZOMBIE's effect) until unbound.
+
+Geometry
+--------
+As netmap_get_generic_na: one hardware ring per transmit/receive queue
+of the interface (at most MAX_QUEUES), DEFAULT_SLOTS slots (netmap's
+generic_ringsize) unless the request that finds the port unbound asks for
+others, one host ring pair (or as many as asked, as netmap_get_na).
+
+Data path (host/packet.py, csrc/packet.c)
+----------------------------------------
+* hw TX ring i: txsync hands [hwcur, head) to a qdisc-bypassing
+  AF_PACKET socket with one sendmmsg per batch; what the device refuses
+  (link down, its queue full) is dropped and counted, as the generic
+  adapter drops; slots are reclaimed at once.  A full socket buffer
+  leaves the rest pending; the daemon sends it when room returns.
+* hw RX ring i: a TPACKET_V3 socket (PACKET_FANOUT by queue when there
+  are several); rxsync copies the frames the kernel handed over into the
+  free slots, a frame longer than a buffer as an NS_MOREFRAG chain.
+* host rings: a TAP the daemon holds, wired to the interface by tcx
+  programs (host/tc.py): the host RX ring gets what the stack sends on
+  the interface, the host TX ring reaches the stack as if received on it.
+* while the port is registered the interface's ingress drops everything
+  else: the stack no longer sees the wire, as with the kernel module.
+* Copies: one per frame each way (netmap buffer <-> kernel), where a
+  native netmap driver has none.
+
+Nothing of this survives the daemon: sockets, tcx links and the TAP are
+fds, and the kernel undoes them all when the process ends, however it
+ends.  The interface's flags, MTU, offloads and addresses are never
+changed (a down interface stays down: its frames are dropped).
+"""
+
+import errno
+import logging
+import os
+from contextlib import ExitStack
+from functools import partial
+
+from nmfuse._helper import ffi, lib
+from nmfuse.host import netif, packet, tc
+from nmfuse.host.fdwait import READ, WRITE, FdWaiter
+from nmfuse.netmap.adapter import Adapter, bound_var
+from nmfuse.netmap.driver import Driver
+from nmfuse.netmap.kring import RX, TX
+
+log = logging.getLogger("nmfuse.generic")
+
+DEFAULT_SLOTS = 1024        # netmap_generic_ringsize
+MIN_SLOTS = 2
+MAX_SLOTS = 4096
+MAX_QUEUES = 64
+GONE = (errno.ENXIO, errno.ENODEV)
+
+
+class GenericAdapter(Adapter):
+    """Interface ``info`` as a netmap port; its sockets exist while it is
+    registered."""
+
+    kind = "generic"
+    has_host_rings = True
+
+    def __init__(self, driver: "GenericDriver", info: netif.IfInfo):
+        rings = [min(info.tx_queues, MAX_QUEUES), min(info.rx_queues, MAX_QUEUES)]
+        super().__init__(driver.core, info.name, tx_rings=rings[TX], rx_rings=rings[RX],
+                         tx_slots=DEFAULT_SLOTS, rx_slots=DEFAULT_SLOTS, host_tx_rings=1, host_rx_rings=1)
+        self.num_slots = [self._slots(0), self._slots(0)]
+        self.driver = driver
+        self.ifindex = info.index
+        self.waiter = driver.waiter
+        self.gone = False
+        self.tx_fds: list[int] = []
+        self.txq: list = []          # struct nmh_pkt_txq per hw TX ring (a sending thread each)
+        self._pushed: list[int] = []  # the head each one was last handed
+        self._seen: list[int] = []    # its progress as txsync last read it
+        self.rx: list[packet.RxRing] = []
+        self.host: tc.HostPath | None = None
+        self._io = ffi.new("struct nmh_tap_io *")
+        self._io.bufbase = self.mem.region.base + self.mem.bufs.offset
+        self._io.bufsize = self.mem.buf_size
+        self._io.objtotal = self.mem.bufs.objtotal
+        self._spill = ffi.new("char[]", lib.NMH_TAP_SPILL)
+        self._hostq = ffi.new("struct nmh_tap_rxq *", {"spill": self._spill})
+
+    # -- geometry ----------------------------------------------------------
+
+    def configure(self, reg) -> None:
+        """Slots and host rings asked by a request that finds the port unbound."""
+        self.num_slots = [self._slots(reg.nr_tx_slots), self._slots(reg.nr_rx_slots)]
+        for d, asked in ((TX, reg.nr_host_tx_rings), (RX, reg.nr_host_rx_rings)):
+            if asked:
+                self.num_host_rings[d] = min(asked, MAX_QUEUES)
+
+    def _slots(self, asked: int) -> int:
+        return bound_var(asked, DEFAULT_SLOTS, MIN_SLOTS, min(MAX_SLOTS, self.max_slots()))
+
+    # -- binding -------------------------------------------------------------
+
+    def register(self, on: bool) -> None:
+        """Open the sockets and divert the host stack (on), or undo it.
+
+        Raises:
+            OSError: a socket or a tcx program could not be set up (then
+                nothing is left), ENXIO if the interface is gone.
+        """
+        if not on:
+            self._close()
+            return
+        if netif.by_index(self.ifindex) is None:
+            raise OSError(errno.ENXIO, f"{self.name}: the interface is gone")
+        with ExitStack() as undo:
+            undo.callback(self._close)
+            self.tx_fds = [packet.open_tx(self.ifindex) for _ in range(self.num_rings[TX])]
+            for fd in self.tx_fds:
+                self.txq.append(packet.TxQueue(fd, self._io))
+                self._pushed.append(0)
+                self._seen.append(0)
+            fanout = ((os.getpid() << 6) ^ self.ifindex) & 0xFFFF or 1 if self.num_rings[RX] > 1 else 0
+            for _ in range(self.num_rings[RX]):
+                self.rx.append(packet.RxRing(self.ifindex, fanout, tc.MARK))
+            self.host = tc.HostPath(self.ifindex)
+            for i, ring in enumerate(self.rx):
+                self.waiter.add(ring.fileno(), partial(self._rx_ready, i))
+            for i, q in enumerate(self.txq):
+                self.waiter.add(q.efd, partial(self._tx_ready, i))
+            self.waiter.add(self.host.fd, self._host_ready)
+            undo.pop_all()
+        self.gone = False
+
+    def _close(self) -> None:
+        """Close every socket and the host path (what a failed start left too)."""
+        for ring in self.rx:
+            self.waiter.remove(ring.fileno())
+            ring.close()
+        for q in self.txq:
+            self.waiter.remove(q.efd)
+            q.close()
+        for fd in self.tx_fds:
+            os.close(fd)
+        if self.host is not None:
+            self.waiter.remove(self.host.fd)
+            self.host.close()
+        self.rx, self.tx_fds, self.txq, self.host = [], [], [], None
+        self._pushed, self._seen = [], []
+
+    def destroy(self) -> None:
+        """The last reference is gone: the driver forgets the port."""
+        self.driver.forget(self)
+
+    # -- the data path -------------------------------------------------------
+
+    def _io_for(self):
+        io = self._io
+        io.packets = io.bytes = io.drops = 0
+        io.error = io.last_error = 0
+        io.hdrlen = 0
+        return io
+
+    def _account(self, kring, io) -> None:
+        kring.stats_packets += io.packets
+        kring.stats_bytes += io.bytes
+        kring.stats_drops += io.drops
+        if io.last_error in GONE:
+            self._lost()
+
+    def _lost(self) -> None:
+        if not self.gone and netif.by_index(self.ifindex) is None:
+            self.gone = True
+            log.warning("%s: the interface is gone; its rings report ENXIO until unbound", self.name)
+
+    def txsync(self, kring) -> int:
+        n = kring.num_slots
+        if self.gone or self.host is None:
+            kring.hwcur = kring.rhead    # nothing can leave any more
+            kring.hwtail = (kring.hwcur - 1) % n
+            return errno.ENXIO if self.gone else 0
+        if kring.host:
+            if kring.hwcur != kring.rhead:
+                io, fd = self._io_for(), self.host.fd
+                kring.hwcur = lib.nmh_tap_tx(io, fd, kring.ring.slot, n, kring.hwcur, kring.rhead, lib.NMH_TAP_SEND)
+                self._account(kring, io)
+                if io.error == errno.EAGAIN:
+                    self.waiter.arm(fd, WRITE)
+            kring.hwtail = (kring.hwcur - 1) % n
+            return 0
+        # hw ring: its thread sends [done, head); reclaimed up to done
+        i = kring.index
+        q = self.txq[i]
+        if kring.hwcur != self._pushed[i]:
+            q.reset(kring.hwcur)         # the core reset the ring
+            self._pushed[i] = kring.hwcur
+        if kring.rhead != kring.hwcur:
+            q.push(kring.ring.slot, n, kring.rhead)
+            kring.hwcur = self._pushed[i] = kring.rhead
+        self._track(kring)
+        io = q.state.io
+        kring.stats_packets, kring.stats_bytes, kring.stats_drops = io.packets, io.bytes, io.drops
+        if io.last_error in GONE:
+            self._lost()
+        return errno.ENXIO if self.gone else 0
+
+    def _track(self, kring) -> None:
+        """Reclaim hw TX ``kring``'s slots up to its thread's progress; while
+        frames are in flight, ask to hear of the next progress (``_tx_ready``
+        publishes it even if no sync comes: netmap's poll syncs only the
+        first TX ring with room, a NIC's completions free the others)."""
+        i, q = kring.index, self.txq[kring.index]
+        done = self._seen[i] = q.done()
+        kring.hwtail = (done - 1) % kring.num_slots
+        if done != kring.hwcur:
+            self.waiter.arm(q.efd, READ)
+            q.want(done)
+
+    def rings_delete(self) -> None:
+        """A TX ring's thread finishes with its slots before the ring goes."""
+        for kring in self.krings[TX][:self.num_rings[TX]] if self.krings else ():
+            if kring.ring is not None and not kring.wants_ring() and kring.index < len(self.txq):
+                self.txq[kring.index].drain()
+        super().rings_delete()
+
+    def rxsync(self, kring) -> int:
+        n = kring.num_slots
+        kring.hwcur = kring.rhead
+        if self.host is None or self.gone:
+            return errno.ENXIO if self.gone else 0
+        io = self._io_for()
+        room = kring.space()
+        if kring.host:
+            kring.hwtail = lib.nmh_tap_rx(io, self._hostq, self.host.fd, kring.ring.slot, n, kring.hwtail, room)
+        elif kring.index < len(self.rx):
+            ring = self.rx[kring.index]
+            kring.hwtail = lib.nmh_pkt_rx(io, ring.state, kring.ring.slot, n, kring.hwtail, room)
+            if io.packets == 0 and ring.error():
+                self._lost()
+        if io.error == errno.EINVAL:
+            kring.stats_errors += 1   # a free slot with a bad buffer: the program broke the ring
+        self._account(kring, io)
+        return errno.ENXIO if self.gone else 0
+
+    # -- wake-ups --------------------------------------------------------------
+
+    def poll_wait(self, kring) -> None:
+        """Arm the socket (or TAP) that feeds RX ``kring``; a full ring can
+        only move after the program releases slots."""
+        if self.host is None or self.gone:
+            return
+        if kring.direction == TX:
+            return   # hw TX: armed while frames are in flight (_track); host TX: while the TAP is full
+        if kring.space() == 0:
+            return
+        if kring.host:
+            self.waiter.arm(self.host.fd, READ)
+        elif kring.index < len(self.rx):
+            self.waiter.arm(self.rx[kring.index].fileno(), READ)
+
+    def _rx_ready(self, i: int, events: int) -> None:
+        if self.krings is not None:
+            drops = lib.nmh_pkt_rx_drops(self.rx[i].state)
+            if drops > 0:
+                self.krings[RX][i].stats_drops += drops   # the socket's ring was full
+            self.notify(self.krings[RX][i])
+
+    def _host_ready(self, events: int) -> None:
+        if self.krings is None:
+            return
+        if events & WRITE:
+            self._tx_pending(self.krings[TX][self.num_rings[TX]:])
+        if events & READ:
+            for kring in self.krings[RX][self.num_rings[RX]:]:
+                self.notify(kring)
+
+    def _tx_ready(self, i: int, events: int) -> None:
+        """Hw TX ring ``i``'s thread made progress a poller waits for."""
+        if self.krings is not None and i < len(self.txq):
+            self.txq[i].clear()
+            kring = self.krings[TX][i]
+            if kring.ring is not None and not self.gone:
+                self._track(kring)
+                kring.finalize()
+            self.notify(kring)
+
+    def _tx_pending(self, krings) -> None:
+        """Room returned: send what waited, and wake the ring's pollers."""
+        for kring in krings:
+            if kring.ring is not None and kring.hwcur != kring.rhead:
+                self.txsync(kring)
+                self.notify(kring)
+
+
+class GenericDriver(Driver):
+    """Every other interface of the daemon's namespace, emulated
+    (netmap_get_hw_na falling back to netmap_get_generic_na)."""
+
+    name = "generic"
+    interfaces = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiter = FdWaiter()
+        self.ports: dict[int, GenericAdapter] = {}   # by ifindex
+
+    def lookup(self, name: str, reg, create: bool, mem_given):
+        """The port of interface ``name``, or None if there is no such
+        interface.
+
+        Raises:
+            OSError: netlink failed.
+        """
+        if not netif.valid_name(name) or any(c in name for c in "{}"):
+            return None
+        info = netif.lookup(name)
+        if info is None:
+            return None
+        port = self.ports.get(info.index)
+        if port is None:
+            port = self.ports[info.index] = GenericAdapter(self, info)
+        if port.active_fds == 0:
+            port.configure(reg)
+        return port
+
+    def forget(self, port: GenericAdapter) -> None:
+        """``port`` has no reference left."""
+        if self.ports.get(port.ifindex) is port:
+            del self.ports[port.ifindex]
+
+    def stop(self) -> None:
+        """Release every port's sockets and host path."""
+        with self.core.lock:
+            for port in list(self.ports.values()):
+                port._close()
+            self.ports.clear()
+
+    async def serve(self) -> None:
+        """Serve the sockets' wake-ups until cancelled."""
+        await self.waiter.run(self.core.lock)
