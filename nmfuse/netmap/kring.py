@@ -204,6 +204,11 @@ class Kring:
         a peer does (pipes)."""
         return self.users > 0 or self.need_ring
 
+    def finalize(self) -> None:
+        """Publish hwtail as the user's tail (netmap's nm_sync_finalize), for
+        a driver that moves the ring outside a sync."""
+        lib.nmh_sync_finalize(self.c)
+
     def timestamp(self) -> None:
         """ring->ts = the wall clock in microseconds (netmap's microtime),
         after every rxsync: always, unless NO_TIMESTAMP is set and the ring

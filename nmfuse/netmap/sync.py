@@ -55,7 +55,7 @@ def publish(kring, csb=None) -> None:
     """After a successful sync: the kernel's hwcur/hwtail to the user (the
     ring's tail; in CSB mode, the ktoa entry)."""
     if csb is None:
-        lib.nmh_sync_finalize(kring.c)
+        kring.finalize()
         return
     ktoa = csb[1]
     ktoa.hwcur = kring.hwcur
