@@ -12,6 +12,7 @@ line in ``PORTS``.
 import select
 
 import pytest
+from pyroute2 import IPRoute
 
 from nmfuse.abi.netmap import Ioctl, RegFlag, RegMode
 from nmfuse.drivers import tap
@@ -20,26 +21,26 @@ from tests.drivers.conftest import frame, open_port
 from tests.drivers.test_tap import quiet, unique
 
 
-def _null(h):
+def _null(h, request):
     return open_port(h, "n0", mode=RegMode.NULL, nr_mem_id=h.mem.mem_id, nr_tx_rings=1, nr_rx_rings=1), []
 
 
-def _pipe(h):
+def _pipe(h, request):
     master = open_port(h, "c{1")
     return master, [open_port(h, "c}1")]
 
 
-def _vale(h):
+def _vale(h, request):
     return open_port(h, "vale0:a"), [open_port(h, "vale0:b")]
 
 
-def _monitor(h):
+def _monitor(h, request):
     watched = open_port(h, "m{1")
     peer = open_port(h, "m}1")
     return open_port(h, "m{1", nr_flags=RegFlag.MONITOR_TX | RegFlag.MONITOR_RX), [watched, peer]
 
 
-def _tap(h):
+def _tap(h, request):
     reason = missing("root", "tun")
     if reason:
         pytest.skip(reason)
@@ -49,7 +50,25 @@ def _tap(h):
     return open_port(h, name), []
 
 
-PORTS = {"null": _null, "pipe": _pipe, "vale": _vale, "monitor": _monitor, "tap": _tap}
+def _generic(h, request):
+    reason = missing("root")
+    if reason:
+        pytest.skip(reason)
+    name = unique("nmd")
+    with IPRoute() as ipr:  # one end of a veth pair whose other end is down: frames go nowhere
+        ipr.link("add", ifname=name, kind="veth", peer=name + "p")
+        ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
+
+    def remove():  # both ends go
+        with IPRoute() as ipr:
+            for index in ipr.link_lookup(ifname=name):
+                ipr.link("del", index=index)
+
+    request.addfinalizer(remove)
+    return open_port(h, name), []
+
+
+PORTS = {"null": _null, "pipe": _pipe, "vale": _vale, "monitor": _monitor, "tap": _tap, "generic": _generic}
 
 # what a monitor answers to a TX sync: netmap's monitors refuse to transmit
 TX_REFUSED = {"monitor"}
@@ -60,11 +79,12 @@ def port(request, h):
     """(driver name, port, companions); afterwards every binding is
     released and every TAP the test made is deleted."""
     before = _usage(h)
-    p, others = PORTS[request.param](h)
+    p, others = PORTS[request.param](h, request)
     yield request.param, p, others
     for fh in list(h.dev.bindings):
         h.dev.release(fh)
     tap.delete_ports(h.core)
+    h.core.driver("generic").stop()
     assert _usage(h) == before, "every buffer, ring and netmap_if is back"
 
 
