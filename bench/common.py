@@ -64,3 +64,15 @@ def report(results: dict, as_json: bool, width: int = 36) -> int:
         if isinstance(row, dict):
             print(f"{key:{width}} " + "  ".join(f"{k}={v}" for k, v in row.items()))
     return 0
+
+
+def report_rounds(results: dict, as_json: bool, width: int = 22) -> None:
+    """Print a run made of rounds: one JSON line if asked, the figures,
+    then each round's list indented under them."""
+    if as_json:
+        print(json.dumps(results))
+    for key, value in results.items():
+        if key != "runs":
+            print(f"{key:{width}} {value}")
+    for key, value in results["runs"].items():
+        print(f"  {key:{width - 2}} {value}")

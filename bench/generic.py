@@ -19,7 +19,6 @@ ratios are printed (a table; with --json one JSON object).  Needs root and
 """
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -27,7 +26,7 @@ import sys
 import tempfile
 import time
 
-from common import BIN, CLIENTS, ROOT, last_json, pinned, start_nmfuse, stop
+from common import BIN, CLIENTS, ROOT, last_json, pinned, report_rounds, start_nmfuse, stop
 
 # the daemon is this tree's nmfuse, whatever is installed
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
@@ -129,13 +128,7 @@ def main() -> int:
     cpu = None if args.cpu == "none" else int(args.cpu)
     for size in (int(s) for s in args.sizes.split(",")):
         results = measure(args.frames, size, args.batch, args.rounds, cpu)
-        if args.json:
-            print(json.dumps(results))
-        for key, value in results.items():
-            if key != "runs":
-                print(f"{key:16} {value}")
-        for key, value in results["runs"].items():
-            print(f"  {key:14} {value}")
+        report_rounds(results, args.json, 16)
     return 0
 
 

@@ -23,14 +23,13 @@ clients`` first.
 """
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 
-from common import BIN, CLIENTS, last_json, pinned, start_nmfuse, stop
+from common import BIN, CLIENTS, last_json, pinned, report_rounds, start_nmfuse, stop
 
 TAP, FLOOR_TAP = "nmbench0", "nmfloor0"
 
@@ -100,13 +99,7 @@ def main() -> int:
             return 1
     cpu = None if args.cpu == "none" else int(args.cpu)
     results = measure(args.frames, args.size, args.rounds, cpu)
-    if args.json:
-        print(json.dumps(results))
-    for key, value in results.items():
-        if key != "runs":
-            print(f"{key:22} {value}")
-    for key, value in results["runs"].items():
-        print(f"  {key:20} {value}")
+    report_rounds(results, args.json)
     return 0
 
 

@@ -52,7 +52,7 @@ from functools import partial
 from nmfuse._helper import ffi, lib
 from nmfuse.host import netif, packet, tc
 from nmfuse.host.fdwait import READ, WRITE, FdWaiter
-from nmfuse.netmap.adapter import Adapter, bound_var
+from nmfuse.netmap.adapter import Adapter
 from nmfuse.netmap.driver import Driver
 from nmfuse.netmap.kring import RX, TX
 
@@ -62,6 +62,7 @@ DEFAULT_SLOTS = 1024        # netmap_generic_ringsize
 MIN_SLOTS = 2
 MAX_SLOTS = 4096
 MAX_QUEUES = 64
+SLOT_LIMITS = (DEFAULT_SLOTS, MIN_SLOTS, MAX_SLOTS)
 GONE = (errno.ENXIO, errno.ENODEV)
 
 
@@ -76,7 +77,7 @@ class GenericAdapter(Adapter):
         rings = [min(info.tx_queues, MAX_QUEUES), min(info.rx_queues, MAX_QUEUES)]
         super().__init__(driver.core, info.name, tx_rings=rings[TX], rx_rings=rings[RX],
                          tx_slots=DEFAULT_SLOTS, rx_slots=DEFAULT_SLOTS, host_tx_rings=1, host_rx_rings=1)
-        self.num_slots = [self._slots(0), self._slots(0)]
+        self.num_slots = [self.bounded_slots(0, SLOT_LIMITS), self.bounded_slots(0, SLOT_LIMITS)]
         self.driver = driver
         self.ifindex = info.index
         self.waiter = driver.waiter
@@ -98,13 +99,7 @@ class GenericAdapter(Adapter):
 
     def configure(self, reg) -> None:
         """Slots and host rings asked by a request that finds the port unbound."""
-        self.num_slots = [self._slots(reg.nr_tx_slots), self._slots(reg.nr_rx_slots)]
-        for d, asked in ((TX, reg.nr_host_tx_rings), (RX, reg.nr_host_rx_rings)):
-            if asked:
-                self.num_host_rings[d] = min(asked, MAX_QUEUES)
-
-    def _slots(self, asked: int) -> int:
-        return bound_var(asked, DEFAULT_SLOTS, MIN_SLOTS, min(MAX_SLOTS, self.max_slots()))
+        self.ask_slots_and_host_rings(reg, SLOT_LIMITS, MAX_QUEUES)
 
     # -- binding -------------------------------------------------------------
 

@@ -117,6 +117,7 @@ DEFAULT_SLOTS = 1024
 MIN_SLOTS = 2
 MAX_SLOTS = 4096
 MAX_QUEUES = 64
+SLOT_LIMITS = (DEFAULT_SLOTS, MIN_SLOTS, MAX_SLOTS)
 # characters a netmap port spec or the pipe syntax gives a meaning to: a
 # created interface whose name has one could not be opened by programs
 RESERVED_CHARS = "-*+^/@{}:"
@@ -151,7 +152,7 @@ class TapAdapter(Adapter):
     def __init__(self, core, name: str, queues: int, multi_queue: bool, fds=()):
         super().__init__(core, name, tx_rings=queues, rx_rings=queues, tx_slots=DEFAULT_SLOTS,
                          rx_slots=DEFAULT_SLOTS, host_tx_rings=1, host_rx_rings=1)
-        self.num_slots = [self._slots(0), self._slots(0)]
+        self.num_slots = [self.bounded_slots(0, SLOT_LIMITS), self.bounded_slots(0, SLOT_LIMITS)]
         self.multi_queue = multi_queue
         self.created = bool(fds)
         self.fds: list[int] = list(fds)
@@ -173,15 +174,7 @@ class TapAdapter(Adapter):
         if not self.created and self.multi_queue:
             q = bound_var(max(reg.nr_tx_rings, reg.nr_rx_rings), 1, 1, MAX_QUEUES)
             self.num_rings = [q, q]
-        self.num_slots = [self._slots(reg.nr_tx_slots), self._slots(reg.nr_rx_slots)]
-        # netmap_get_na: a nonzero request sets the host rings, and it sticks
-        for d, asked in ((TX, reg.nr_host_tx_rings), (RX, reg.nr_host_rx_rings)):
-            if asked:
-                self.num_host_rings[d] = min(asked, MAX_QUEUES)
-
-    def _slots(self, asked: int) -> int:
-        """netmap's nm_bound_var: 0 (or too few) is the default, too many the most a ring holds."""
-        return bound_var(asked, DEFAULT_SLOTS, MIN_SLOTS, min(MAX_SLOTS, self.max_slots()))
+        self.ask_slots_and_host_rings(reg, SLOT_LIMITS, MAX_QUEUES)
 
     def krings_create(self) -> None:
         super().krings_create()

@@ -236,6 +236,21 @@ class Adapter:
             "nr_host_tx_rings": self.num_host_rings[TX], "nr_host_rx_rings": self.num_host_rings[RX],
         }
 
+    def bounded_slots(self, asked: int, limits: tuple[int, int, int]) -> int:
+        """netmap's nm_bound_var for a ring's slots: ``limits`` = (default,
+        least, most), the most also bounded by what a ring of this memory holds."""
+        default, lo, hi = limits
+        return bound_var(asked, default, lo, min(hi, self.max_slots()))
+
+    def ask_slots_and_host_rings(self, reg, limits: tuple[int, int, int], max_host_rings: int) -> None:
+        """What a request that finds a hardware-like port unbound chooses:
+        its slots (``bounded_slots``) and, when it asks, its host rings
+        (netmap_get_na: a nonzero count sets them, and the choice sticks)."""
+        self.num_slots = [self.bounded_slots(reg.nr_tx_slots, limits), self.bounded_slots(reg.nr_rx_slots, limits)]
+        for d, asked in ((TX, reg.nr_host_tx_rings), (RX, reg.nr_host_rx_rings)):
+            if asked:
+                self.num_host_rings[d] = min(asked, max_host_rings)
+
     def max_slots(self) -> int:
         """The most slots a ring of this memory can have."""
         return (self.mem.rings.objsize - ring_bytes(0)) // ffi.sizeof("struct netmap_slot")
