@@ -4,6 +4,8 @@
 
 #include "netmap_abi.h"
 #include "sync.h"
+#include "tap.h"
+#include "packet.h"
 #include "fast.h"
 
 #define WANT_IN (POLLIN | POLLRDNORM)
@@ -51,18 +53,43 @@ static int driver_sync(const struct nmh_fast_binding *b, struct nmh_kring *k)
         if (k->tx ? nmh_pipe_txsync(k) : nmh_pipe_rxsync(k))
             moved(b, k->peer);
         return 0;
+    case NMH_SYNC_PACKET:
+        return (k->tx ? nmh_pkt_txsync(k) : nmh_pkt_rxsync(k)) ? -1 : 0;
     default:
         return -1;
     }
 }
 
+static int is_c(const struct nmh_kring *k)
+{
+    if (k->c_sync == NMH_SYNC_PYTHON || k->ring == NULL)
+        return 0;
+    if (k->c_sync == NMH_SYNC_PIPE)
+        return k->peer != NULL && k->peer->ring != NULL && k->peer->c_sync != NMH_SYNC_PYTHON;
+    if (k->c_sync == NMH_SYNC_PACKET)   /* an error pending is for the driver (Python) to judge */
+        return k->driver != NULL && !__atomic_load_n(&((struct nmh_pkt_ring *)k->driver)->error, __ATOMIC_ACQUIRE);
+    return 1;
+}
+
 static int all_c(struct nmh_kring **kr, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++)
-        if (kr[i]->c_sync == NMH_SYNC_PYTHON || kr[i]->ring == NULL ||
-            (kr[i]->c_sync == NMH_SYNC_PIPE && (kr[i]->peer == NULL || kr[i]->peer->ring == NULL ||
-                                                kr[i]->peer->c_sync == NMH_SYNC_PYTHON)))
+        if (!is_c(kr[i]))
             return 0;
+    return 1;
+}
+
+/* The TX rings a poll syncs (all when it asks for room, else those with
+ * frames handed over) have C syncs. */
+static int poll_tx_c(const struct nmh_fast_binding *b, uint32_t want_tx)
+{
+    if (!b->txpoll && !want_tx)
+        return 1;
+    for (uint32_t i = 0; i < b->ntx; i++) {
+        struct nmh_kring *k = b->tx[i];
+        if (!is_c(k) && (want_tx || k->ring == NULL || k->ring->head != k->nr_hwcur))
+            return 0;
+    }
     return 1;
 }
 
@@ -128,13 +155,13 @@ int nmh_fast_poll(void *ctx, uint32_t events, uint32_t *revents)
     struct nmh_fast_binding *b = ctx;
     uint32_t want_tx = events & WANT_OUT, want_rx = events & WANT_IN, r = 0;
 
-    if (b->csb || !all_c(b->tx, b->ntx) || !all_c(b->rx, b->nrx))
+    if (b->csb || !poll_tx_c(b, want_tx) || (want_rx && !all_c(b->rx, b->nrx)))
         return 0;
     if (b->txpoll || want_tx) {
         for (uint32_t i = 0; i < b->ntx; i++) {
             struct nmh_kring *k = b->tx[i];
-            if (!want_tx && k->ring->head == k->nr_hwcur)
-                continue;
+            if (!is_c(k) || (!want_tx && k->ring->head == k->nr_hwcur))
+                continue;    /* not C: nothing was handed over when we looked */
             if (!txsync_ring(b, k))
                 r |= POLLERR;
             if (k->rcur != k->rtail) {

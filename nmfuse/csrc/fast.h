@@ -1,7 +1,8 @@
 /*
  * The C fast path of a bound file: NIOCTXSYNC, NIOCRXSYNC and poll of a
- * binding whose rings all have their driver's sync in C (nmh_kring.c_sync),
- * run without Python on the request worker's thread.  The device layer
+ * binding, when every ring the request syncs has its driver's sync in C
+ * (nmh_kring.c_sync; e.g. a generic port's hardware rings but not its host
+ * rings), run without Python on the request worker's thread.  The device layer
  * calls these through its request hooks (csrc/hook.h): nmh_fast_ioctl and
  * nmh_fast_poll have the hooks' signatures, and their context is a
  * struct nmh_fast_binding.  The rules are those of sync.c, the order that
@@ -32,11 +33,12 @@ struct nmh_fast_binding {
 };
 
 /* A sync ioctl: 1 with *result = 0 (netmap returns 0 even after a reinit),
- * 0 (declined) for other commands, data, CSB, or a ring whose sync is not C. */
+ * 0 (declined) for other commands, data, CSB, or a ring of that direction
+ * whose sync is not C. */
 int nmh_fast_ioctl(void *ctx, uint32_t cmd, uint32_t in_size, uint32_t out_size, int32_t *result);
 
-/* Poll: syncs as netmap_poll does; 1 with *revents, 0 (declined) when a
- * ring's sync is not C or in CSB mode. */
+/* Poll: syncs as netmap_poll does; 1 with *revents, 0 (declined) in CSB
+ * mode or when a ring the poll would sync is not C. */
 int nmh_fast_poll(void *ctx, uint32_t events, uint32_t *revents);
 
 #endif /* NMFUSE_FAST_H */

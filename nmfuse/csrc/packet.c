@@ -17,6 +17,7 @@
 
 #include "netmap_abi.h"
 #include "pool.h"
+#include "sync.h"
 #include "tap.h"
 #include "packet.h"
 
@@ -456,6 +457,66 @@ void nmh_pkt_txq_stop(struct nmh_pkt_txq *q)
     pthread_cond_destroy(&p->idle);
     free(p);
     q->priv = NULL;
+}
+
+int nmh_pkt_txsync(struct nmh_kring *k)
+{
+    struct nmh_pkt_ring *p = k->driver;
+    struct nmh_pkt_txq *q = p->txq;
+    uint32_t n = k->nkr_num_slots, done;
+    int e;
+
+    if (p->gone) {
+        k->nr_hwcur = k->rhead;             /* nothing can leave any more */
+        k->nr_hwtail = k->nr_hwcur ? k->nr_hwcur - 1 : n - 1;
+        return ENXIO;
+    }
+    if (k->nr_hwcur != p->pushed) {          /* the core reset the ring */
+        nmh_pkt_txq_reset(q, k->nr_hwcur);
+        p->pushed = k->nr_hwcur;
+    }
+    if (k->rhead != k->nr_hwcur) {
+        nmh_pkt_txq_push(q, k->ring->slot, n, k->rhead);
+        k->nr_hwcur = p->pushed = k->rhead;
+    }
+    done = nmh_pkt_txq_done(q);
+    k->nr_hwtail = done ? done - 1 : n - 1;
+    if (done != k->nr_hwcur)
+        nmh_pkt_txq_want(q, done);          /* frames in flight: hear of progress */
+    e = q->io.last_error;
+    if (e == ENXIO || e == ENODEV) {        /* the device went away under the thread */
+        q->io.last_error = 0;
+        __atomic_store_n(&p->error, e, __ATOMIC_RELEASE);
+    }
+    k->stats_packets = q->io.packets;
+    k->stats_bytes = q->io.bytes;
+    k->stats_drops = q->io.drops;
+    return 0;
+}
+
+int nmh_pkt_rxsync(struct nmh_kring *k)
+{
+    struct nmh_pkt_ring *p = k->driver;
+    struct nmh_tap_io *io = &p->io;
+    uint32_t n = k->nkr_num_slots, room;
+    uint64_t packets = io->packets, bytes = io->bytes, drops = io->drops;
+
+    k->nr_hwcur = k->rhead;
+    if (p->gone)
+        return ENXIO;
+    room = (k->nr_hwcur + n - 1 - k->nr_hwtail) % n;
+    k->nr_hwtail = nmh_pkt_rx(io, p->rx, k->ring->slot, n, k->nr_hwtail, room);
+    if (io->error == EINVAL)
+        k->stats_errors++;                  /* a free slot with a bad buffer: the program broke the ring */
+    if (io->packets == packets && io->error == EAGAIN) {
+        int e = nmh_sock_error(p->rx->fd);
+        if (e)
+            __atomic_store_n(&p->error, e, __ATOMIC_RELEASE);
+    }
+    k->stats_packets += io->packets - packets;
+    k->stats_bytes += io->bytes - bytes;
+    k->stats_drops += io->drops - drops;
+    return 0;
 }
 
 static long nmh_bpf(int cmd, union bpf_attr *attr)

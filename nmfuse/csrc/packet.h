@@ -6,6 +6,9 @@
 
 #include <stdint.h>
 
+#include "sync.h"
+#include "tap.h"
+
 /* The fd-level calls return 0 (or an fd) on success and -errno on failure. */
 
 /* One AF_PACKET receive socket with a TPACKET_V3 ring mapped: block_nr
@@ -110,6 +113,32 @@ uint32_t nmh_pkt_txq_done(struct nmh_pkt_txq *q);
 
 /* Stop and join the thread (idempotent); frames not sent are dropped. */
 void nmh_pkt_txq_stop(struct nmh_pkt_txq *q);
+
+/* A generic hardware ring's sync, in C (nmh_kring.c_sync NMH_SYNC_PACKET,
+ * nmh_kring.driver -> this): the one implementation the Python driver and
+ * the C fast path both call, under the ring's busy lock. */
+struct nmh_pkt_ring {
+    struct nmh_tap_io io;   /* the pool (set by the caller), this ring's counters */
+    struct nmh_pkt_rx *rx;  /* RX: the socket ring */
+    struct nmh_pkt_txq *txq;/* TX: the sending thread */
+    uint32_t pushed;        /* TX: the head txq was last handed */
+    uint32_t gone;          /* the interface is gone: syncs answer ENXIO (set by the driver) */
+    int32_t error;          /* an error for the driver to judge (RX: a socket error an empty sync read,
+                             * TX: the device refused a send as gone); the C fast path leaves the
+                             * ring to the driver while it is set */
+    int32_t pad;
+};
+
+/* TX: hand [hwcur, head) to the sending thread (after resetting it if the
+ * ring was reset since), reclaim up to where it got (hwtail), and ask for
+ * an eventfd wake-up while frames are in flight; a send the device
+ * refused as gone (ENXIO, ENODEV) goes to ->error.  0, or ENXIO once gone. */
+int nmh_pkt_txsync(struct nmh_kring *k);
+
+/* RX: release [hwcur, head), then copy what the socket holds into the
+ * free slots (nmh_pkt_rx).  An empty sync keeps the socket's pending
+ * error in ->error.  0, or ENXIO once gone. */
+int nmh_pkt_rxsync(struct nmh_kring *k);
 
 /* Load a BPF_PROG_TYPE_SCHED_CLS program of `count` raw 8-byte
  * instructions (GPL); returns its fd.  log (log_size bytes) gets the

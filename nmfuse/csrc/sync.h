@@ -27,6 +27,8 @@ struct nmh_kring {
     uint32_t c_sync;          /* the driver's sync, when it is C: NMH_SYNC_* */
     uint64_t stats_errors;    /* reinits (rings the user broke) */
     uint64_t stats_packets;   /* slots synced */
+    uint64_t stats_bytes;     /* bytes of the frames synced, where the driver counts them */
+    uint64_t stats_drops;     /* frames the driver dropped */
     uint64_t offset_mask;     /* of slot.ptr (NETMAP_REQ_OPT_OFFSETS), 0: none */
     struct netmap_ring *ring; /* in shared memory, or NULL */
     struct nmh_kring *peer;   /* pipes: the peer's ring in the other direction */
@@ -36,6 +38,7 @@ struct nmh_kring {
     uint32_t nkh;             /* FUSE poll handles in kh[] (NMH_KH + 1: too many, use the waker) */
     uint32_t csb;             /* head/cur come from a CSB (sync-kloop): the ring's tail is the application's */
     uint64_t kh[4];           /* the pollers waiting, as Python knows them (written while NMH_WAIT_BUSY) */
+    void *driver;             /* the C sync's own state (NMH_SYNC_PACKET: struct nmh_pkt_ring), or NULL */
 };
 
 #define NMH_KH 4
@@ -48,6 +51,7 @@ struct nmh_kring {
 #define NMH_SYNC_PYTHON 0
 #define NMH_SYNC_NULL 1     /* null ports: succeed, move nothing */
 #define NMH_SYNC_PIPE 2     /* pipes: nmh_pipe_txsync / nmh_pipe_rxsync */
+#define NMH_SYNC_PACKET 3   /* generic hw rings: nmh_pkt_txsync / nmh_pkt_rxsync (packet.h), state in driver */
 
 /* Put the pointers back at the start: an empty RX ring, a TX ring with
  * every slot but one free. */

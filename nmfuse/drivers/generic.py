@@ -46,6 +46,7 @@ changed (a down interface stays down: its frames are dropped).
 import errno
 import logging
 import os
+import time
 from contextlib import ExitStack
 from functools import partial
 
@@ -72,6 +73,7 @@ class GenericAdapter(Adapter):
 
     kind = "generic"
     has_host_rings = True
+    c_sync = lib.NMH_SYNC_PACKET   # hw rings: csrc/packet.c, also for the C fast path
 
     def __init__(self, driver: "GenericDriver", info: netif.IfInfo):
         rings = [min(info.tx_queues, MAX_QUEUES), min(info.rx_queues, MAX_QUEUES)]
@@ -84,9 +86,8 @@ class GenericAdapter(Adapter):
         self.gone = False
         self.tx_fds: list[int] = []
         self.txq: list = []          # struct nmh_pkt_txq per hw TX ring (a sending thread each)
-        self._pushed: list[int] = []  # the head each one was last handed
-        self._seen: list[int] = []    # its progress as txsync last read it
         self.rx: list[packet.RxRing] = []
+        self._c_rings: list = []     # struct nmh_pkt_ring per hw ring (the C syncs' state), TX then RX
         self.host: tc.HostPath | None = None
         self._io = ffi.new("struct nmh_tap_io *")
         self._io.bufbase = self.mem.region.base + self.mem.bufs.offset
@@ -120,8 +121,6 @@ class GenericAdapter(Adapter):
             self.tx_fds = [packet.open_tx(self.ifindex) for _ in range(self.num_rings[TX])]
             for fd in self.tx_fds:
                 self.txq.append(packet.TxQueue(fd, self._io))
-                self._pushed.append(0)
-                self._seen.append(0)
             fanout = ((os.getpid() << 6) ^ self.ifindex) & 0xFFFF or 1 if self.num_rings[RX] > 1 else 0
             for _ in range(self.num_rings[RX]):
                 self.rx.append(packet.RxRing(self.ifindex, fanout, tc.MARK))
@@ -130,12 +129,47 @@ class GenericAdapter(Adapter):
                 self.waiter.add(ring.fileno(), partial(self._rx_ready, i))
             for i, q in enumerate(self.txq):
                 self.waiter.add(q.efd, partial(self._tx_ready, i))
+                self.waiter.arm(q.efd, READ)   # written only when a sync asked to hear of progress
             self.waiter.add(self.host.fd, self._host_ready)
+            self.gone = False
+            self._c_attach()
             undo.pop_all()
-        self.gone = False
+
+    def ring_c_sync(self, kring) -> int:
+        """Hardware rings sync in C (csrc/packet.c); host rings in Python."""
+        return lib.NMH_SYNC_PYTHON if kring.host else self.c_sync
+
+    def _hw_krings(self):
+        """The hardware krings that have C sync state, with that state."""
+        if self.krings is None:
+            return []
+        return [*zip(self.krings[TX], self._c_rings[:len(self.txq)]),
+                *zip(self.krings[RX], self._c_rings[len(self.txq):])]
+
+    def _c_attach(self) -> None:
+        """Give each hardware kring its C sync state (struct nmh_pkt_ring)."""
+        for queues, field in ((self.txq, "txq"), (self.rx, "rx")):
+            for q in queues:
+                st = ffi.new("struct nmh_pkt_ring *")
+                st.io.bufbase, st.io.bufsize, st.io.objtotal = self._io.bufbase, self._io.bufsize, self._io.objtotal
+                setattr(st, field, q.state)
+                self._c_rings.append(st)
+        for kring, st in self._hw_krings():
+            kring.c.driver = st
+
+    def _c_detach(self) -> None:
+        """Take the C sync state away from the krings; a C sync running on
+        one (the fast path needs no core lock) finishes first."""
+        for kring, _ in self._hw_krings():
+            while lib.nmh_kring_tryget(kring.c) < 0:
+                time.sleep(0.0001)
+            kring.c.driver = ffi.NULL
+            lib.nmh_kring_put(kring.c)
+        self._c_rings = []
 
     def _close(self) -> None:
         """Close every socket and the host path (what a failed start left too)."""
+        self._c_detach()
         for ring in self.rx:
             self.waiter.remove(ring.fileno())
             ring.close()
@@ -148,7 +182,6 @@ class GenericAdapter(Adapter):
             self.waiter.remove(self.host.fd)
             self.host.close()
         self.rx, self.tx_fds, self.txq, self.host = [], [], [], None
-        self._pushed, self._seen = [], []
 
     def destroy(self) -> None:
         """The last reference is gone: the driver forgets the port."""
@@ -173,6 +206,8 @@ class GenericAdapter(Adapter):
     def _lost(self) -> None:
         if not self.gone and netif.by_index(self.ifindex) is None:
             self.gone = True
+            for st in self._c_rings:
+                st.gone = 1
             log.warning("%s: the interface is gone; its rings report ENXIO until unbound", self.name)
 
     def txsync(self, kring) -> int:
@@ -191,32 +226,9 @@ class GenericAdapter(Adapter):
             kring.hwtail = (kring.hwcur - 1) % n
             return 0
         # hw ring: its thread sends [done, head); reclaimed up to done
-        i = kring.index
-        q = self.txq[i]
-        if kring.hwcur != self._pushed[i]:
-            q.reset(kring.hwcur)         # the core reset the ring
-            self._pushed[i] = kring.hwcur
-        if kring.rhead != kring.hwcur:
-            q.push(kring.ring.slot, n, kring.rhead)
-            kring.hwcur = self._pushed[i] = kring.rhead
-        self._track(kring)
-        io = q.state.io
-        kring.stats_packets, kring.stats_bytes, kring.stats_drops = io.packets, io.bytes, io.drops
-        if io.last_error in GONE:
-            self._lost()
-        return errno.ENXIO if self.gone else 0
-
-    def _track(self, kring) -> None:
-        """Reclaim hw TX ``kring``'s slots up to its thread's progress; while
-        frames are in flight, ask to hear of the next progress (``_tx_ready``
-        publishes it even if no sync comes: netmap's poll syncs only the
-        first TX ring with room, a NIC's completions free the others)."""
-        i, q = kring.index, self.txq[kring.index]
-        done = self._seen[i] = q.done()
-        kring.hwtail = (done - 1) % kring.num_slots
-        if done != kring.hwcur:
-            self.waiter.arm(q.efd, READ)
-            q.want(done)
+        ret = lib.nmh_pkt_txsync(kring.c)
+        self._c_error(kring.index)
+        return errno.ENXIO if self.gone else ret
 
     def rings_delete(self) -> None:
         """A TX ring's thread finishes with its slots before the ring goes."""
@@ -230,15 +242,13 @@ class GenericAdapter(Adapter):
         kring.hwcur = kring.rhead
         if self.host is None or self.gone:
             return errno.ENXIO if self.gone else 0
+        if not kring.host:
+            ret = lib.nmh_pkt_rxsync(kring.c)
+            self._c_error(len(self.txq) + kring.index)
+            return errno.ENXIO if self.gone else ret
         io = self._io_for()
-        room = kring.space()
-        if kring.host:
-            kring.hwtail = lib.nmh_tap_rx(io, self._hostq, self.host.fd, kring.ring.slot, n, kring.hwtail, room)
-        elif kring.index < len(self.rx):
-            ring = self.rx[kring.index]
-            kring.hwtail = lib.nmh_pkt_rx(io, ring.state, kring.ring.slot, n, kring.hwtail, room)
-            if io.packets == 0 and ring.error():
-                self._lost()
+        kring.hwtail = lib.nmh_tap_rx(io, self._hostq, self.host.fd, kring.ring.slot, n, kring.hwtail,
+                                      kring.space())
         if io.error == errno.EINVAL:
             kring.stats_errors += 1   # a free slot with a bad buffer: the program broke the ring
         self._account(kring, io)
@@ -252,7 +262,7 @@ class GenericAdapter(Adapter):
         if self.host is None or self.gone:
             return
         if kring.direction == TX:
-            return   # hw TX: armed while frames are in flight (_track); host TX: while the TAP is full
+            return   # hw TX: its eventfd is always armed (_tx_ready); host TX: while the TAP is full
         if kring.space() == 0:
             return
         if kring.host:
@@ -260,11 +270,20 @@ class GenericAdapter(Adapter):
         elif kring.index < len(self.rx):
             self.waiter.arm(self.rx[kring.index].fileno(), READ)
 
+    def _c_error(self, i: int) -> None:
+        """An error the C sync of hw ring ``i`` (TX rings, then RX) left for
+        us (a socket error, a send refused): is the interface gone?"""
+        st = self._c_rings[i]
+        if st.error:
+            st.error = 0
+            self._lost()
+
     def _rx_ready(self, i: int, events: int) -> None:
         if self.krings is not None:
             drops = lib.nmh_pkt_rx_drops(self.rx[i].state)
             if drops > 0:
-                self.krings[RX][i].stats_drops += drops   # the socket's ring was full
+                # the socket's ring was full (a count a C sync adding at this instant may lose)
+                self.krings[RX][i].stats_drops += drops
             self.notify(self.krings[RX][i])
 
     def _host_ready(self, events: int) -> None:
@@ -280,10 +299,16 @@ class GenericAdapter(Adapter):
         """Hw TX ring ``i``'s thread made progress a poller waits for."""
         if self.krings is not None and i < len(self.txq):
             self.txq[i].clear()
+            self.waiter.arm(self.txq[i].efd, READ)
             kring = self.krings[TX][i]
-            if kring.ring is not None and not self.gone:
-                self._track(kring)
-                kring.finalize()
+            # publish the progress (the C txsync with nothing new handed
+            # over); a ring a sync holds publishes it itself
+            if kring.ring is not None and not self.gone and lib.nmh_kring_tryget(kring.c) == 0:
+                try:
+                    lib.nmh_pkt_txsync(kring.c)
+                    kring.finalize()
+                finally:
+                    lib.nmh_kring_put(kring.c)
             self.notify(kring)
 
     def _tx_pending(self, krings) -> None:

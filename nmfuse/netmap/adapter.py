@@ -90,6 +90,11 @@ class Adapter:
     def register(self, on: bool) -> None:
         """Called when the first binding arrives (True) or the last leaves."""
 
+    def ring_c_sync(self, kring: Kring) -> int:
+        """The C sync of ``kring`` (NMH_SYNC_*): ``c_sync`` for every ring
+        unless the driver says otherwise."""
+        return self.c_sync
+
     def txsync(self, kring: Kring) -> int:
         """Send [hwcur, rhead); return 0 or an errno."""
         return 0

@@ -214,12 +214,13 @@ class FastWaker:
 
 
 def _fast_install(binding: Binding) -> None:
-    """C hooks for a binding whose every ring has a C sync, when the device
-    layer offers them; otherwise the binding stays with Python."""
+    """C hooks for a binding with rings whose sync is C, when the device
+    layer offers them; otherwise the binding stays with Python.  The hooks
+    decline each request that would sync a ring whose sync is not C."""
     adapter = binding.adapter
     hooks = adapter.core.fast_hooks
     if hooks is None or binding.csb is not None or adapter.c_sync == lib.NMH_SYNC_PYTHON or \
-            any(k.c.c_sync == lib.NMH_SYNC_PYTHON for k in binding.all_krings()):
+            all(k.c.c_sync == lib.NMH_SYNC_PYTHON for k in binding.all_krings()):
         return
     tx = helper_ffi.new("struct nmh_kring *[]", [k.c for k in binding.krings(TX)] or 1)
     rx = helper_ffi.new("struct nmh_kring *[]", [k.c for k in binding.krings(RX)] or 1)

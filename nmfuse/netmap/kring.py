@@ -84,8 +84,6 @@ class Kring:
         "offset_gap",
         "offset_max",
         "ring_offset",
-        "stats_bytes",
-        "stats_drops",
         "users",
         "waiters",
     )
@@ -106,7 +104,6 @@ class Kring:
         self.offset_max = self.offset_gap = 0
         self.waiters: set[int] = set()  # FUSE poll handles to wake
         self._peer = None
-        self.stats_bytes = self.stats_drops = 0
         self._nm_notify = adapter.wake_pollers
         self.nm_sync = adapter.txsync if direction == TX else adapter.rxsync
         self.mon = None              # monitor state (nmfuse.drivers.monitor)
@@ -141,7 +138,7 @@ class Kring:
         adapter = self.adapter
         own = adapter.txsync if self.direction == TX else adapter.rxsync
         mine = self._nm_sync == own and self._nm_notify == adapter.wake_pollers
-        self.c.c_sync = adapter.c_sync if mine else lib.NMH_SYNC_PYTHON
+        self.c.c_sync = adapter.ring_c_sync(self) if mine else lib.NMH_SYNC_PYTHON
 
     # -- the pointers, kept in the C struct --
 
@@ -175,6 +172,8 @@ class Kring:
     offset_mask = _CField("The mask of slot.ptr that holds a buffer offset (OFFSETS option), 0: none.")
     stats_packets = _CField("Slots synced.")
     stats_errors = _CField("Reinits and bad slots seen: rings the user broke.")
+    stats_bytes = _CField("Bytes of the frames synced (drivers that count them).")
+    stats_drops = _CField("Frames the driver dropped.")
     def reset_pointers(self) -> None:
         """Put the kernel's view back at the start: an empty RX ring, a TX ring
         with every slot but one free."""
