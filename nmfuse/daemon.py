@@ -256,6 +256,7 @@ class Daemon:
         """Undo ``start``: detach the mount and end the FUSE connection, stop the
         drivers (last started first), remove the status socket.  A failed
         session shutdown is logged, not raised."""
+        self.core.stop_fast()        # no wake-up from C once the device goes
         try:
             self.session.shutdown()  # logs its own errors; anything else is our bug, still stop the drivers
         except Exception:

@@ -8,7 +8,7 @@
 #include "hook.h"
 
 typedef int (*nmu_ioctl_fn)(void *, uint32_t, uint32_t, uint32_t, int32_t *);
-typedef int (*nmu_poll_fn)(void *, uint32_t, uint32_t *);
+typedef int (*nmu_poll_fn)(void *, uint32_t, uint64_t, uint32_t *);
 
 int nmu_hooks_install(struct nmu_hooks *t, uint64_t fh, void *ioctl, void *poll, void *ctx)
 {
@@ -100,8 +100,9 @@ size_t nmu_hooks_answer(struct nmu_hooks *t, const uint8_t *buf, size_t n, uint8
         struct fuse_poll_out r = {0};
         uint32_t revents = 0;
 
-        if (e->poll && ((nmu_poll_fn)e->poll)(e->ctx, a->events, &revents) &&
-            (revents || !(a->flags & FUSE_POLL_SCHEDULE_NOTIFY))) {
+        uint64_t kh = a->flags & FUSE_POLL_SCHEDULE_NOTIFY ? a->kh : 0;
+
+        if (e->poll && ((nmu_poll_fn)e->poll)(e->ctx, a->events, kh, &revents)) {
             r.revents = revents;
             len = hook_reply(out, in->unique, &r, sizeof r);
         }

@@ -10,10 +10,11 @@
  * table were empty):
  *   ioctl(ctx, cmd, in_size, out_size, &result) -> 1 answered with result
  *         (0 or a positive errno, the caller sees it as ioctl's errno), 0 declined
- *   poll(ctx, events, &revents) -> 1 with revents, 0 declined; a poll whose
- *         revents are 0 and that asks for a notification goes to Python
- *         all the same (it arms the wake-up), so a hook must be able to run
- *         twice for one poll
+ *   poll(ctx, events, kh, &revents) -> 1 with revents, 0 declined; kh is
+ *         the poll handle when the caller asks for a wake-up, else 0: a
+ *         hook that answers revents 0 to such a poll has taken the duty to
+ *         wake kh (nmu_hooks_notify); one that cannot declines, and Python
+ *         runs the poll again, so a hook must be able to run twice for one poll
  * Removing a hook waits until no call of it is running, so a context may
  * be freed as soon as nmh_hooks_remove returns.
  */
@@ -28,7 +29,7 @@
 struct nmu_hook {
     uint64_t fh;            /* 0: free */
     void *ioctl;            /* int (*)(void *, uint32_t, uint32_t, uint32_t, int32_t *) */
-    void *poll;             /* int (*)(void *, uint32_t, uint32_t *) */
+    void *poll;             /* int (*)(void *, uint32_t, uint64_t, uint32_t *) */
     void *ctx;
     int32_t calls;          /* running calls, counted by the readers */
     int32_t pad;

@@ -20,6 +20,7 @@
 #include "sync.h"
 #include "tap.h"
 #include "packet.h"
+#include "fast.h"
 
 #define NMH_PKT_MAX_FRAGS 64          /* netmap's limit of slots per frame */
 #define NMH_PKT_BATCH 1024            /* frames per sendmmsg (UIO_MAXIOV) */
@@ -322,11 +323,38 @@ struct nmh_pkt_txq_priv {
     pthread_cond_t idle;    /* the thread caught up */
 };
 
+/* The slots before done are free again: TX ring k's tail. */
+static void nmh_pkt_tx_reclaim(struct nmh_kring *k, uint32_t done)
+{
+    k->nr_hwtail = done ? done - 1 : k->nkr_num_slots - 1;
+}
+
+/* Progress a sync asked to hear of: published as the ring's tail (the
+ * completion a NIC signals; a sync holding the ring publishes it itself),
+ * the pollers C left waiting woken, and the eventfd written (Python's
+ * pollers, if it armed it). */
+static void nmh_pkt_txq_signal(struct nmh_pkt_txq *q)
+{
+    struct nmh_kring *k = __atomic_load_n(&q->kring, __ATOMIC_ACQUIRE);
+
+    if (k != NULL) {
+        if (nmh_kring_tryget(k) == 0) {
+            if (k->driver != NULL && k->ring != NULL && !((struct nmh_pkt_ring *)k->driver)->gone) {
+                nmh_pkt_tx_reclaim(k, nmh_pkt_txq_done(q));
+                nmh_sync_finalize(k);
+            }
+            nmh_kring_put(k);
+        }
+        nmh_fast_notify(k);
+    }
+    eventfd_write(q->efd, 1);
+}
+
 static void nmh_pkt_txq_progress(struct nmh_pkt_txq *q, uint32_t done)
 {
     __atomic_store_n(&q->done, done, __ATOMIC_SEQ_CST);
     if (__atomic_exchange_n(&q->want, 0, __ATOMIC_SEQ_CST))
-        eventfd_write(q->efd, 1);
+        nmh_pkt_txq_signal(q);
 }
 
 static void *nmh_pkt_txq_run(void *arg)
@@ -433,7 +461,7 @@ void nmh_pkt_txq_want(struct nmh_pkt_txq *q, uint32_t seen)
 {
     __atomic_store_n(&q->want, 1, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&q->done, __ATOMIC_SEQ_CST) != seen && __atomic_exchange_n(&q->want, 0, __ATOMIC_SEQ_CST))
-        eventfd_write(q->efd, 1);
+        nmh_pkt_txq_signal(q);
 }
 
 uint32_t nmh_pkt_txq_done(struct nmh_pkt_txq *q)
@@ -480,7 +508,7 @@ int nmh_pkt_txsync(struct nmh_kring *k)
         k->nr_hwcur = p->pushed = k->rhead;
     }
     done = nmh_pkt_txq_done(q);
-    k->nr_hwtail = done ? done - 1 : n - 1;
+    nmh_pkt_tx_reclaim(k, done);
     if (done != k->nr_hwcur)
         nmh_pkt_txq_want(q, done);          /* frames in flight: hear of progress */
     e = q->io.last_error;

@@ -88,6 +88,7 @@ struct nmh_pkt_txq {
     uint32_t stop;
     uint32_t taken;         /* the head the thread last took (under lock) */
     uint32_t busy;          /* the thread is between taking head and publishing done */
+    struct nmh_kring *kring;/* if set, progress a sync asked for also wakes its C pollers (nmh_fast_notify) */
     void *priv;             /* the thread, its lock and condition */
 };
 

@@ -175,3 +175,40 @@ void nmh_kring_put(struct nmh_kring *k)
 {
     __atomic_store_n(&k->nr_busy, 0, __ATOMIC_RELEASE);
 }
+
+int nmh_kring_wait_add(struct nmh_kring *k, uint64_t kh)
+{
+    uint32_t w = __atomic_load_n(&k->waiting, __ATOMIC_SEQ_CST);
+
+    do {
+        if (w != NMH_WAIT_NONE && w != NMH_WAIT_ARMED)
+            return -1;
+    } while (!__atomic_compare_exchange_n(&k->waiting, &w, NMH_WAIT_CBUSY, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+    if (w == NMH_WAIT_NONE)
+        k->nkh = 0;
+    for (uint32_t i = 0; i < k->nkh && k->nkh <= NMH_KH; i++)
+        if (k->kh[i] == kh)
+            goto armed;
+    if (k->nkh >= NMH_KH) {
+        __atomic_store_n(&k->waiting, w, __ATOMIC_SEQ_CST);
+        return -1;
+    }
+    k->kh[k->nkh] = kh;
+    __atomic_store_n(&k->nkh, k->nkh + 1, __ATOMIC_RELEASE);
+armed:
+    __atomic_store_n(&k->waiting, NMH_WAIT_ARMED, __ATOMIC_SEQ_CST);
+    return 0;
+}
+
+uint32_t nmh_kring_wait_take(struct nmh_kring *k)
+{
+    uint32_t w;
+
+    for (;;) {
+        w = __atomic_load_n(&k->waiting, __ATOMIC_SEQ_CST);
+        if (w == NMH_WAIT_CBUSY)
+            continue;                 /* a C poll is writing kh[]: a few instructions */
+        if (__atomic_compare_exchange_n(&k->waiting, &w, NMH_WAIT_BUSY, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+            return w;
+    }
+}

@@ -39,12 +39,17 @@ struct nmh_kring {
     uint32_t csb;             /* head/cur come from a CSB (sync-kloop): the ring's tail is the application's */
     uint64_t kh[4];           /* the pollers waiting, as Python knows them (written while NMH_WAIT_BUSY) */
     void *driver;             /* the C sync's own state (NMH_SYNC_PACKET: struct nmh_pkt_ring), or NULL */
+    int32_t wait_fd;          /* readable when the driver can move the ring (a socket, a TX eventfd), or -1 */
+    uint32_t watched;         /* wait_fd is in the C waiter's epoll (fast.h) */
+    uint32_t c_notify;        /* the driver wakes the ring's pollers from C when it moves it (nmh_fast_notify) */
+    void *waiter;             /* struct nmh_fast_waiter * that wakes pollers from C (fast.h), or NULL */
 };
 
 #define NMH_KH 4
 #define NMH_WAIT_NONE 0       /* nobody waits */
 #define NMH_WAIT_ARMED 1      /* the pollers in kh[] wait */
 #define NMH_WAIT_BUSY 2       /* Python is polling or changing kh[]: leave the wake-up to the waker */
+#define NMH_WAIT_CBUSY 3      /* a C poll is adding its handle to kh[] (for an instant) */
 
 /* nmh_kring.c_sync: which C driver sync serves the ring, if any (0: the
  * driver's sync is Python, only the Python path may sync it). */
@@ -105,6 +110,20 @@ void nmh_ring_timestamp(struct nmh_kring *k, int no_timestamp);
  * write each other's: stored with release order, after the slots. */
 int nmh_pipe_txsync(struct nmh_kring *k);
 int nmh_pipe_rxsync(struct nmh_kring *k);
+
+/* Waiting.  A poll that must wait leaves its FUSE poll handle in kh[]
+ * (C: nmh_kring_wait_add) or in the kring's Python set (which arm() copies
+ * into kh[]); whoever moves the ring wakes them.  Python takes kh[] over
+ * with nmh_kring_wait_take before it changes or wakes them. */
+
+/* Add poll handle kh (C): 0, or -1 when Python holds kh[] or it is full
+ * (the poll then goes to Python). */
+int nmh_kring_wait_add(struct nmh_kring *k, uint64_t kh);
+
+/* Python takes kh[]: waits out a C poll adding to it, sets
+ * NMH_WAIT_BUSY and returns the state before (the handles in kh[] are
+ * valid if it was NMH_WAIT_ARMED and nkh <= NMH_KH). */
+uint32_t nmh_kring_wait_take(struct nmh_kring *k);
 
 /* nm_kr_tryget / nm_kr_put: take the ring for one sync.  Returns 0 when
  * taken, -1 when another sync holds it (netmap's busy ring). */

@@ -129,7 +129,6 @@ class GenericAdapter(Adapter):
                 self.waiter.add(ring.fileno(), partial(self._rx_ready, i))
             for i, q in enumerate(self.txq):
                 self.waiter.add(q.efd, partial(self._tx_ready, i))
-                self.waiter.arm(q.efd, READ)   # written only when a sync asked to hear of progress
             self.waiter.add(self.host.fd, self._host_ready)
             self.gone = False
             self._c_attach()
@@ -156,6 +155,11 @@ class GenericAdapter(Adapter):
                 self._c_rings.append(st)
         for kring, st in self._hw_krings():
             kring.c.driver = st
+            if kring.is_tx:   # its sending thread wakes the pollers when frames leave
+                kring.c.c_notify = 1
+                self.txq[kring.index].state.kring = kring.c
+            else:             # the C waiter's epoll, when the socket has frames
+                kring.wait_on(self.rx[kring.index].fileno())
 
     def _c_detach(self) -> None:
         """Take the C sync state away from the krings; a C sync running on
@@ -163,6 +167,11 @@ class GenericAdapter(Adapter):
         for kring, _ in self._hw_krings():
             while lib.nmh_kring_tryget(kring.c) < 0:
                 time.sleep(0.0001)
+            if kring.is_tx:
+                self.txq[kring.index].state.kring = ffi.NULL
+                kring.c.c_notify = 0
+            else:
+                kring.wait_on(None)
             kring.c.driver = ffi.NULL
             lib.nmh_kring_put(kring.c)
         self._c_rings = []
@@ -262,7 +271,9 @@ class GenericAdapter(Adapter):
         if self.host is None or self.gone:
             return
         if kring.direction == TX:
-            return   # hw TX: its eventfd is always armed (_tx_ready); host TX: while the TAP is full
+            if not kring.host and kring.index < len(self.txq) and self.txq[kring.index].done() != kring.hwcur:
+                self.waiter.arm(self.txq[kring.index].efd, READ)   # frames in flight: their completion
+            return   # host TX: armed while the TAP is full
         if kring.space() == 0:
             return
         if kring.host:
@@ -299,7 +310,6 @@ class GenericAdapter(Adapter):
         """Hw TX ring ``i``'s thread made progress a poller waits for."""
         if self.krings is not None and i < len(self.txq):
             self.txq[i].clear()
-            self.waiter.arm(self.txq[i].efd, READ)
             kring = self.krings[TX][i]
             # publish the progress (the C txsync with nothing new handed
             # over); a ring a sync holds publishes it itself

@@ -215,12 +215,14 @@ class Adapter:
     def wake_pollers(self, kring: Kring) -> None:
         """Wake the pollers of ``kring`` and of its whole direction."""
         wake = self.core.wake
-        kring.c.waiting = lib.NMH_WAIT_NONE   # a poll that goes on waiting says so again
-        kring.c.nkh = 0
+        before = kring.take_waiters()   # with the handles a C poll left
         if kring.waiters:
             for kh in kring.waiters:
                 wake(kh)
             kring.waiters.clear()
+        kring.c.nkh = 0
+        # a poll that goes on waiting says so again; one of ours in progress keeps the ring
+        kring.c.waiting = lib.NMH_WAIT_BUSY if before == lib.NMH_WAIT_BUSY else lib.NMH_WAIT_NONE
         if self.waiters:
             for kh in self.waiters:
                 wake(kh)

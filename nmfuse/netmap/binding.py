@@ -6,26 +6,27 @@ Registration is netmap_do_regif: each step pushes its undo on an ExitStack,
 so a failure anywhere leaves the port, its rings and the pools as they
 were.
 
-The C fast path: a registered binding whose rings all have a C sync
-(``Adapter.c_sync``) gets C request hooks from the device layer
+The C fast path: a registered binding with rings that have a C sync
+(``Adapter.ring_c_sync``) gets C request hooks from the device layer
 (``core.fast_hooks``), so its syncs and polls are served in the request
 worker without Python (csrc/fast.c).  Installed last in registration and
 removed first in unregistration, under the core lock; removal waits for
 the C syncs in flight, so nothing they use goes away under them.  A
 binding in CSB mode gets none (and a CSB enabled later makes the hooks
-decline).  A C sync that moves a ring pollers wait on wakes them itself
-through the device layer's notifier, or leaves it to ``FastWaker``.
+decline).  A poll that must wait is left waiting by C when the rings can
+be woken from C (fastwait.py): a C sync that moves a ring pollers wait on
+wakes them itself through the device layer's notifier, or leaves it to
+``FastWaker``.
 """
 
 import errno
 import logging
-import os
-import threading
 from contextlib import ExitStack
 
 from nmfuse._helper import ffi as helper_ffi
 from nmfuse._helper import lib
 from nmfuse.abi.netmap import NETMAP_API, RegFlag, RegMode, ffi
+from nmfuse.netmap.fastwait import FastWaker
 from nmfuse.netmap.kring import DIRECTIONS, RX, TX
 
 log = logging.getLogger("nmfuse.netmap")
@@ -183,36 +184,6 @@ def do_unregif(binding: Binding) -> None:
     adapter.mem.sweep()
 
 
-class FastWaker:
-    """Wakes the pollers of rings a C sync moved (a pipe's peer ring) when
-    the C path could not: it wakes the pollers a ring is armed with itself
-    (``Kring.arm``), but while Python is busy with the ring, or with more
-    pollers than the ring holds, it flags the ring (``kring.c.wake``) and
-    signals an eventfd; this thread then runs the ring's notify under the
-    core lock, as a Python sync would have."""
-
-    def __init__(self, core):
-        self.core = core
-        self.fd = os.eventfd(0, os.EFD_CLOEXEC)
-        self.bindings: set[Binding] = set()
-        threading.Thread(target=self._run, name="nmfuse-waker", daemon=True).start()
-
-    def _run(self) -> None:
-        while True:
-            try:
-                os.eventfd_read(self.fd)
-            except OSError as e:
-                log.error("waker: %s; pollers of rings moved in C are no longer woken", e)
-                return
-            with self.core.lock:
-                for binding in list(self.bindings):
-                    for kring in binding.all_krings():
-                        peer = kring.peer
-                        if peer is not None and peer.c.wake:
-                            peer.c.wake = 0
-                            peer.adapter.notify(peer)
-
-
 def _fast_install(binding: Binding) -> None:
     """C hooks for a binding with rings whose sync is C, when the device
     layer offers them; otherwise the binding stays with Python.  The hooks
@@ -226,14 +197,13 @@ def _fast_install(binding: Binding) -> None:
     rx = helper_ffi.new("struct nmh_kring *[]", [k.c for k in binding.krings(RX)] or 1)
     mem = adapter.mem
     waker = adapter.core.fast_waker
-    if waker is None:
-        waker = adapter.core.fast_waker = FastWaker(adapter.core)
     notify, notify_ctx = hooks.notifier()
     fast = helper_ffi.new("struct nmh_fast_binding *", {
         "wake_fd": waker.fd, "notify": helper_ffi.cast("void *", notify),
         "notify_ctx": helper_ffi.cast("void *", notify_ctx),
         "tx": tx, "rx": rx, "ntx": binding.qlast[TX] - binding.qfirst[TX],
         "nrx": binding.qlast[RX] - binding.qfirst[RX], "objtotal": mem.bufs.objtotal,
+        "waiter": adapter.core.c_waiter.state if adapter.core.c_waiter else helper_ffi.NULL,
         "bufsize": mem.buf_size, "txpoll": int(binding.txpoll)})
     if hooks.install(binding.fh, _address(helper_ffi.addressof(lib, "nmh_fast_ioctl")),
                      _address(helper_ffi.addressof(lib, "nmh_fast_poll")), _address(fast)):
@@ -252,10 +222,8 @@ def _fast_remove(binding: Binding) -> None:
         core.fast_hooks.remove(binding.fh)
         core.fast_waker.bindings.discard(binding)
         for kring in binding.all_krings():   # a wake the waker has not run yet
-            peer = kring.peer
-            if peer is not None and peer.c.wake:
-                peer.c.wake = 0
-                peer.adapter.notify(peer)
+            FastWaker.wake_flagged(kring)
+            FastWaker.wake_flagged(kring.peer)
         binding.fast, binding._fast_keep = None, ()
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from nmfuse.abi.netmap import RegMode, ffi
 from nmfuse.mem import MemoryTable
 from nmfuse.netmap.driver import Driver, RequestHandler
+from nmfuse.netmap.fastwait import CWaiter, FastWaker
 
 
 class Core:
@@ -24,8 +25,9 @@ class Core:
     ``notifier()``, the C function that wakes a poller (binding.py).
     """
 
-    fast_hooks = None
-    fast_waker = None   # wakes pollers of rings the C fast path moved (binding.FastWaker)
+    fast_waker = None   # wakes pollers of rings the C fast path moved (fastwait.FastWaker)
+    c_waiter = None     # waits on the rings' fds for polls the C fast path left waiting (fastwait.CWaiter)
+    _fast_hooks = None
 
     def __init__(self, mem, drivers: Iterable[Driver] = (), wake=lambda kh: None):
         self.mem = mem
@@ -39,6 +41,24 @@ class Core:
         for driver in self.drivers:
             driver.attach(self)
             self.requests.update(driver.requests())
+
+    @property
+    def fast_hooks(self):
+        """The device layer's C request hooks, or None."""
+        return self._fast_hooks
+
+    @fast_hooks.setter
+    def fast_hooks(self, hooks) -> None:
+        self._fast_hooks = hooks
+        if hooks is not None and self.fast_waker is None:
+            self.fast_waker = FastWaker(self)
+            self.c_waiter = CWaiter(hooks.notifier(), self.fast_waker.fd)
+
+    def stop_fast(self) -> None:
+        """Stop waking pollers from C (before the device goes): no C thread
+        writes a wake-up after this returns."""
+        if self.c_waiter is not None:
+            self.c_waiter.stop()
 
     def driver(self, name: str) -> Driver:
         """The driver registered as ``name``.  Raises KeyError."""

@@ -94,7 +94,11 @@ class Kring:
         self.index = index
         self.host = host
         # the C state the sync rules work on (struct nmh_kring)
-        self.c = ffi.new("struct nmh_kring *", {"nkr_num_slots": num_slots, "tx": int(direction == TX)})
+        self.c = ffi.new("struct nmh_kring *", {"nkr_num_slots": num_slots, "tx": int(direction == TX),
+                                                "wait_fd": -1})
+        waiter = adapter.core.c_waiter
+        if waiter is not None:   # pollers of this ring can be woken from C
+            self.c.waiter = waiter.state
         self._ring = None
         self.name = f"{adapter.name} {DIR_NAME[direction]}{index}"
         self.ring_offset = 0
@@ -178,6 +182,28 @@ class Kring:
         """Put the kernel's view back at the start: an empty RX ring, a TX ring
         with every slot but one free."""
         lib.nmh_kring_reset(self.c)
+
+    def take_waiters(self) -> int:
+        """Take the ring's poll handles over from C (a C poll may have left
+        some in ``c.kh``): they join ``waiters`` and the ring is
+        NMH_WAIT_BUSY until ``arm`` or a wake.  Returns the state before."""
+        c = self.c
+        before = lib.nmh_kring_wait_take(c)
+        if before == lib.NMH_WAIT_ARMED and c.nkh <= lib.NMH_KH:
+            self.waiters.update(c.kh[i] for i in range(c.nkh))
+        return before
+
+    def wait_on(self, fd: int | None) -> None:
+        """The driver can move this ring when ``fd`` is readable (None: no
+        such fd any more): polls the C fast path leaves waiting are woken
+        by the C waiter's epoll on it.  Call with the ring held (no C
+        sync or poll running on it)."""
+        waiter = self.adapter.core.c_waiter
+        if self.c.watched and waiter is not None:
+            waiter.unwatch(self)
+        self.c.wait_fd = -1 if fd is None else fd
+        if fd is not None and waiter is not None:
+            waiter.watch(self)
 
     def arm(self) -> None:
         """Tell the C fast path who waits on this ring (``waiters``), so that

@@ -145,7 +145,7 @@ def poll(binding, events: int, kh: int | None) -> int:
         # (fast.c); after them, the rings say who waits.
         armed = [k for d, wanted in ((TX, want_tx), (RX, want_rx)) if wanted for k in binding.krings(d)]
         for kring in armed:
-            kring.c.waiting = lib.NMH_WAIT_BUSY
+            kring.take_waiters()
 
     if binding.txpoll or want_tx:
         for kring in binding.krings(TX):

@@ -16,7 +16,7 @@ from nmfuse.dev.hooks import RequestHooks, ffi, lib
 
 FH = 7
 IOCTL_SIG = "int(void *, uint32_t, uint32_t, uint32_t, int32_t *)"
-POLL_SIG = "int(void *, uint32_t, uint32_t *)"
+POLL_SIG = "int(void *, uint32_t, uint64_t, uint32_t *)"
 
 
 def request(opcode, unique=0x1122, **arg) -> bytes:
@@ -49,8 +49,8 @@ class Fake:
             return taken
 
         @ffi.callback(POLL_SIG)
-        def poll(ctx, events, revents):
-            self.calls.append(("poll", int(ffi.cast("uintptr_t", ctx)), events))
+        def poll(ctx, events, kh, revents):
+            self.calls.append(("poll", int(ffi.cast("uintptr_t", ctx)), events, kh))
             taken, revents[0] = self.poll_answer
             return taken
 
@@ -82,17 +82,17 @@ def test_ioctls_with_data_to_copy_back_go_to_python():
     assert fake.calls == []
 
 
-@pytest.mark.parametrize("revents, flags, answered", [
-    (5, PollFlag.SCHEDULE_NOTIFY, True),    # something ready
-    (0, 0, True),                           # nothing ready, nobody waits: 0 now
-    (0, PollFlag.SCHEDULE_NOTIFY, False),   # nothing ready, a waiter: Python arms the wake-up
+@pytest.mark.parametrize("revents, flags, kh", [
+    (5, PollFlag.SCHEDULE_NOTIFY, 3),    # something ready
+    (0, 0, 0),                           # nothing ready, nobody waits: 0 now
+    (0, PollFlag.SCHEDULE_NOTIFY, 3),    # nothing ready, a waiter: the hook took the wake-up
 ])
-def test_poll_is_answered_when_it_need_not_wait(revents, flags, answered):
+def test_a_taken_poll_is_answered_and_the_hook_knows_whom_to_wake(revents, flags, kh):
     hooks, fake = RequestHooks(), Fake(poll_answer=(1, revents))
     fake.install(hooks)
     got = answer(hooks, request(Opcode.POLL, unique=9, fh=FH, kh=3, flags=flags, events=1))
-    assert got == (reply(9, "struct fuse_poll_out", revents=revents) if answered else b"")
-    assert fake.calls == [("poll", 0x1234, 1)]
+    assert got == reply(9, "struct fuse_poll_out", revents=revents)
+    assert fake.calls == [("poll", 0x1234, 1, kh)]
 
 
 def test_declined_unknown_and_other_requests_go_to_python():

@@ -78,6 +78,7 @@ class Harness:
 def h():
     harness = Harness()
     yield harness
+    harness.core.stop_fast()
     harness.mem.close()
 
 

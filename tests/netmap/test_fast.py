@@ -119,11 +119,95 @@ def test_c_syncs_leave_the_rings_python_leaves(hooked):
     assert py_errors == c_errors and sum(c_errors) > 0
 
 
-def test_a_poll_that_must_wait_goes_to_python(hooked):
+def test_a_poll_that_must_wait_waits_in_c(hooked):
     h = hooked
     fh, _ = bound(h, "w")
-    assert c_poll(h, fh, select.POLLIN) is None          # nothing to read: Python arms the wake-up
     assert c_poll(h, fh, select.POLLIN, notify=False) == 0
+    assert all(k.c.waiting == lib.NMH_WAIT_NONE for k in h.dev.bindings[fh].krings(1))
+    assert c_poll(h, fh, select.POLLIN) == 0             # nothing to read: waits, answered now
+    for kring in h.dev.bindings[fh].krings(1):
+        assert (kring.c.waiting, kring.c.nkh, kring.c.kh[0]) == (lib.NMH_WAIT_ARMED, 1, 5)
+    assert all(k.c.waiting == lib.NMH_WAIT_NONE for k in h.dev.bindings[fh].krings(0))
+
+
+def test_python_wakes_the_pollers_c_left_waiting(hooked):
+    h = hooked
+    fh, _ = bound(h, "wp")
+    assert c_poll(h, fh, select.POLLIN) == 0
+    kring = h.dev.bindings[fh].krings(1)[0]
+    with h.core.lock:
+        kring.adapter.notify(kring)                      # a Python move of the ring
+    assert h.woken == [5]
+    assert kring.c.waiting == lib.NMH_WAIT_NONE
+    with h.core.lock:
+        kring.adapter.notify(kring)
+    assert h.woken == [5], "woken once"
+
+
+def test_a_python_poll_keeps_the_handles_c_left(hooked):
+    h = hooked
+    fh, _ = bound(h, "wk")
+    assert c_poll(h, fh, select.POLLIN) == 0             # kh 5 waits in C
+    assert h.dev.poll(CALLER, fh, select.POLLIN, 9) == 0  # kh 9 through Python
+    kring = h.dev.bindings[fh].krings(1)[0]
+    assert kring.c.waiting == lib.NMH_WAIT_ARMED
+    assert sorted(kring.c.kh[i] for i in range(kring.c.nkh)) == [5, 9]
+
+
+def test_too_many_pollers_for_c_go_to_python(hooked):
+    h = hooked
+    fh, _ = bound(h, "wm")
+    kring = h.dev.bindings[fh].krings(1)[0]
+    for kh in range(1, lib.NMH_KH + 1):
+        assert lib.nmh_kring_wait_add(kring.c, kh) == 0
+    assert lib.nmh_kring_wait_add(kring.c, 4) == 0        # already there
+    assert lib.nmh_kring_wait_add(kring.c, 99) == -1
+    assert c_poll(h, fh, select.POLLIN) is None          # Python holds the rest
+    kring.c.waiting = lib.NMH_WAIT_BUSY
+    assert lib.nmh_kring_wait_add(kring.c, 1) == -1       # Python holds kh[]
+
+
+def test_the_c_waiter_wakes_a_poller_when_the_rings_fd_fires(hooked):
+    h = hooked
+    r, w = os.pipe()
+    efd = os.eventfd(0, os.EFD_NONBLOCK)
+    h.core.fast_hooks.set_notify_fd(w)
+    try:
+        fh, _ = bound(h, "wf", nr_rx_rings=1)
+        kring = h.dev.bindings[fh].krings(1)[0]
+        lib.nmh_kring_tryget(kring.c)
+        kring.wait_on(efd)                               # as a driver whose fd says "can move"
+        lib.nmh_kring_put(kring.c)
+        assert kring.c.watched == 1
+        assert c_poll(h, fh, select.POLLIN) == 0
+        os.eventfd_write(efd, 1)
+        got = os.read(r, 64)                             # written by the waiter thread
+        assert got[16:] == (5).to_bytes(8, "little"), "a FUSE poll wake-up for kh 5"
+        kring.wait_on(None)
+        assert kring.c.watched == 0 and kring.c.wait_fd == -1
+    finally:
+        h.core.fast_hooks.set_notify_fd(-1)
+        os.close(r)
+        os.close(w)
+        os.close(efd)
+
+
+def test_a_c_poll_waiting_on_a_pipe_is_woken_by_the_peers_c_sync(hooked, c_pipes):
+    h = hooked
+    r, w = os.pipe()
+    h.core.fast_hooks.set_notify_fd(w)
+    try:
+        (a, tx), (b, _) = pipe(h, "cw")
+        assert c_poll(h, b, select.POLLIN) == 0          # waits in C
+        tx.slot[0].len = 60
+        tx.head = tx.cur = 1
+        assert c_sync(h, a, Ioctl.NIOCTXSYNC) == 0
+        assert os.read(r, 64)[16:] == (5).to_bytes(8, "little")
+        assert c_poll(h, b, select.POLLIN) == select.POLLIN
+    finally:
+        h.core.fast_hooks.set_notify_fd(-1)
+        os.close(r)
+        os.close(w)
 
 
 def test_a_busy_ring_is_skipped_by_both_paths(hooked):
