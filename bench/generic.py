@@ -83,14 +83,14 @@ def rx(receiver: list[str], env, frames, size, cpu) -> float:
     return last_json(out)["pps"]
 
 
-def measure(frames: int, size: int, batch: int, rounds: int, cpu) -> dict:
+def measure(frames: int, size: int, batch: int, rounds: int, cpu, mount_args=()) -> dict:
     """Mount a private device, make the veth pair, alternate the runs."""
     runs: dict[str, list[float]] = {"tx_floor": [], "tx_nmfuse": [], "rx_floor": [], "rx_nmfuse": []}
     veth_up()
     try:
         with tempfile.TemporaryDirectory() as tmp:
             path = f"{tmp}/netmap"
-            proc = start_nmfuse(path, None, "--buf-num", "65536")
+            proc = start_nmfuse(path, None, "--buf-num", "65536", *mount_args)
             env = {**os.environ, "NETMAP_DEVICE": path}
             try:
                 for _ in range(rounds):
@@ -119,6 +119,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=512, help="frames per sync / per sendmmsg")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--cpu", default="none", help="CPU for the client and the floor, or 'none' (default)")
+    ap.add_argument("--uring", action="store_true", help="serve the device over io_uring (mount --uring)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     for tool in (CLIENTS / "nm-send", CLIENTS / "nm-recv", BIN / "packet-floor"):
@@ -127,7 +128,8 @@ def main() -> int:
             return 1
     cpu = None if args.cpu == "none" else int(args.cpu)
     for size in (int(s) for s in args.sizes.split(",")):
-        results = measure(args.frames, size, args.batch, args.rounds, cpu)
+        results = measure(args.frames, size, args.batch, args.rounds, cpu, ("--uring",) if args.uring else ())
+        results["transport"] = "uring" if args.uring else "default"
         report_rounds(results, args.json, 16)
     return 0
 

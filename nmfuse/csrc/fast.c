@@ -270,6 +270,20 @@ static int is_watched(const struct waiter_priv *p, const struct nmh_kring *k)
     return 0;
 }
 
+/* k's fd fired.  A generic RX ring takes in what its socket holds first
+ * (as a NIC fills its descriptors before the interrupt: kernel-owned
+ * slots and hwtail only, the user's tail moves at the next sync), so the
+ * poller that comes back finds the copies done; then its pollers wake. */
+static void waiter_fired(struct nmh_fast_waiter *w, struct nmh_kring *k)
+{
+    if (!k->tx && k->c_sync == NMH_SYNC_PACKET && nmh_kring_tryget(k) == 0) {
+        if (k->driver != NULL && k->ring != NULL)
+            nmh_pkt_rxsync(k);
+        nmh_kring_put(k);
+    }
+    wake_ring(w->notify, w->notify_ctx, w->wake_fd, k);
+}
+
 static void *waiter_run(void *arg)
 {
     struct nmh_fast_waiter *w = arg;
@@ -291,7 +305,7 @@ static void *waiter_run(void *arg)
                 return NULL;
             }
             if (is_watched(p, k))
-                wake_ring(w->notify, w->notify_ctx, w->wake_fd, k);
+                waiter_fired(w, k);
         }
         pthread_mutex_unlock(&p->lock);
     }
