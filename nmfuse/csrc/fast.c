@@ -272,13 +272,17 @@ static int is_watched(const struct waiter_priv *p, const struct nmh_kring *k)
 
 /* k's fd fired.  A generic RX ring takes in what its socket holds first
  * (as a NIC fills its descriptors before the interrupt: kernel-owned
- * slots and hwtail only, the user's tail moves at the next sync), so the
- * poller that comes back finds the copies done; then its pollers wake. */
+ * slots and hwtail only, the user's tail moves at the next sync), and
+ * while the ring has room it keeps the socket armed, so frames are copied
+ * here while the program works on the previous ones; then the pollers
+ * wake. */
 static void waiter_fired(struct nmh_fast_waiter *w, struct nmh_kring *k)
 {
     if (!k->tx && k->c_sync == NMH_SYNC_PACKET && nmh_kring_tryget(k) == 0) {
-        if (k->driver != NULL && k->ring != NULL)
-            nmh_pkt_rxsync(k);
+        uint32_t n = k->nkr_num_slots;
+        if (k->driver != NULL && k->ring != NULL && nmh_pkt_rxsync(k) == 0 &&
+            (k->nr_hwtail + 1) % n != k->nr_hwcur)
+            waiter_arm(w, k);
         nmh_kring_put(k);
     }
     wake_ring(w->notify, w->notify_ctx, w->wake_fd, k);
