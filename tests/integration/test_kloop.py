@@ -6,6 +6,7 @@ also over FUSE io_uring (a START holds its queue entry: the CPU gets a
 spare one)."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -97,8 +98,9 @@ HOLDER = """
 def test_a_killed_programs_loop_ends_and_its_port_goes(mount, tmp_path):
     script = tmp_path / "holder.py"
     script.write_text(textwrap.dedent(HOLDER.format(path=mount.path)))
+    root = str(client("nm-kloop")).rsplit("/clients/", 1)[0]   # the holder imports this tree's nmfuse
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=str(client("nm-kloop")).rsplit("/clients/", 1)[0])
+                            text=True, cwd=root, env={**os.environ, "PYTHONPATH": root})
     try:
         assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
         time.sleep(0.5)  # let START reach the daemon (it answers only when the loop ends)
