@@ -65,6 +65,8 @@ static int driver_sync(const struct nmh_fast_binding *b, struct nmh_kring *k)
         return 0;
     case NMH_SYNC_PACKET:
         return (k->tx ? nmh_pkt_txsync(k) : nmh_pkt_rxsync(k)) ? -1 : 0;
+    case NMH_SYNC_TAP:
+        return k->tx && nmh_tap_txsync(k) == 0 ? 0 : -1;
     default:
         return -1;
     }
@@ -76,8 +78,8 @@ static int is_c(const struct nmh_kring *k)
         return 0;
     if (k->c_sync == NMH_SYNC_PIPE)
         return k->peer != NULL && k->peer->ring != NULL && k->peer->c_sync != NMH_SYNC_PYTHON;
-    if (k->c_sync == NMH_SYNC_PACKET)   /* an error pending is for the driver (Python) to judge */
-        return k->driver != NULL && !__atomic_load_n(&((struct nmh_pkt_ring *)k->driver)->error, __ATOMIC_ACQUIRE);
+    if (k->c_sync == NMH_SYNC_PACKET || k->c_sync == NMH_SYNC_TAP)   /* an event pending is Python's */
+        return k->driver != NULL && !__atomic_load_n(&k->driver_error, __ATOMIC_ACQUIRE);
     return 1;
 }
 
@@ -203,8 +205,10 @@ static int can_wait(const struct nmh_fast_binding *b, const struct nmh_kring *k)
         return b->waiter != NULL;
     if (k->c_notify)                    /* the driver's thread */
         return k->waiter != NULL;
-    /* null ports never move; a pipe moves in its peer's sync (moved()) */
-    return k->c_sync == NMH_SYNC_NULL || k->c_sync == NMH_SYNC_PIPE;
+    /* null ports never move; a pipe moves in its peer's sync (moved()); a
+     * TAP TX ring is reclaimed in its sync (it waits in Python only with
+     * frames pending, driver_error EAGAIN) */
+    return k->c_sync == NMH_SYNC_NULL || k->c_sync == NMH_SYNC_PIPE || k->c_sync == NMH_SYNC_TAP;
 }
 
 /* Leave kh on rings kr[0..n) (netmap_poll's selrecord): 1, or 0 when a

@@ -514,7 +514,7 @@ int nmh_pkt_txsync(struct nmh_kring *k)
     e = q->io.last_error;
     if (e == ENXIO || e == ENODEV) {        /* the device went away under the thread */
         q->io.last_error = 0;
-        __atomic_store_n(&p->error, e, __ATOMIC_RELEASE);
+        __atomic_store_n(&k->driver_error, e, __ATOMIC_RELEASE);
     }
     k->stats_packets = q->io.packets;
     k->stats_bytes = q->io.bytes;
@@ -539,7 +539,7 @@ int nmh_pkt_rxsync(struct nmh_kring *k)
     if (io->packets == packets && io->error == EAGAIN) {
         int e = nmh_sock_error(p->rx->fd);
         if (e)
-            __atomic_store_n(&p->error, e, __ATOMIC_RELEASE);
+            __atomic_store_n(&k->driver_error, e, __ATOMIC_RELEASE);
     }
     k->stats_packets += io->packets - packets;
     k->stats_bytes += io->bytes - bytes;

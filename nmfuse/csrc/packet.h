@@ -124,21 +124,18 @@ struct nmh_pkt_ring {
     struct nmh_pkt_txq *txq;/* TX: the sending thread */
     uint32_t pushed;        /* TX: the head txq was last handed */
     uint32_t gone;          /* the interface is gone: syncs answer ENXIO (set by the driver) */
-    int32_t error;          /* an error for the driver to judge (RX: a socket error an empty sync read,
-                             * TX: the device refused a send as gone); the C fast path leaves the
-                             * ring to the driver while it is set */
-    int32_t pad;
 };
 
 /* TX: hand [hwcur, head) to the sending thread (after resetting it if the
  * ring was reset since), reclaim up to where it got (hwtail), and ask for
  * an eventfd wake-up while frames are in flight; a send the device
- * refused as gone (ENXIO, ENODEV) goes to ->error.  0, or ENXIO once gone. */
+ * refused as gone (ENXIO, ENODEV) goes to k->driver_error.  0, or ENXIO
+ * once gone. */
 int nmh_pkt_txsync(struct nmh_kring *k);
 
 /* RX: release [hwcur, head), then copy what the socket holds into the
- * free slots (nmh_pkt_rx).  An empty sync keeps the socket's pending
- * error in ->error.  0, or ENXIO once gone. */
+ * free slots (nmh_pkt_rx).  An empty sync leaves the socket's pending
+ * error in k->driver_error.  0, or ENXIO once gone. */
 int nmh_pkt_rxsync(struct nmh_kring *k);
 
 /* Load a BPF_PROG_TYPE_SCHED_CLS program of `count` raw 8-byte

@@ -42,6 +42,9 @@ struct nmh_kring {
     int32_t wait_fd;          /* readable when the driver can move the ring (a socket, a TX eventfd), or -1 */
     uint32_t watched;         /* wait_fd is in the C waiter's epoll (fast.h) */
     uint32_t c_notify;        /* the driver wakes the ring's pollers from C when it moves it (nmh_fast_notify) */
+    int32_t driver_error;     /* an event a C sync left for the driver's Python part (an errno); the fast
+                               * path leaves the ring to Python while it is set */
+    uint32_t users;           /* bindings using the ring */
     void *waiter;             /* struct nmh_fast_waiter * that wakes pollers from C (fast.h), or NULL */
 };
 
@@ -57,6 +60,7 @@ struct nmh_kring {
 #define NMH_SYNC_NULL 1     /* null ports: succeed, move nothing */
 #define NMH_SYNC_PIPE 2     /* pipes: nmh_pipe_txsync / nmh_pipe_rxsync */
 #define NMH_SYNC_PACKET 3   /* generic hw rings: nmh_pkt_txsync / nmh_pkt_rxsync (packet.h), state in driver */
+#define NMH_SYNC_TAP 4      /* TAP hw TX rings: nmh_tap_txsync (tap.h), state in driver */
 
 /* Put the pointers back at the start: an empty RX ring, a TX ring with
  * every slot but one free. */

@@ -11,6 +11,7 @@
 
 #include "netmap_abi.h"
 #include "pool.h"
+#include "sync.h"
 #include "tap.h"
 
 _Static_assert(sizeof(struct nmh_vnet_hdr) == sizeof(struct virtio_net_hdr), "virtio_net_hdr layout");
@@ -271,3 +272,28 @@ uint32_t nmh_tap_rx(struct nmh_tap_io *io, struct nmh_tap_rxq *q, int fd, struct
     return tail;
 }
 
+
+int nmh_tap_txsync(struct nmh_kring *k)
+{
+    struct nmh_tap_ring *p = k->driver;
+    struct nmh_tap_io *io = &p->io;
+    uint32_t n = k->nkr_num_slots;
+
+    if (k->nr_hwcur != k->rhead) {
+        uint64_t packets = io->packets, bytes = io->bytes, drops = io->drops;
+        int mode = p->gone ? NMH_TAP_DISCARD : NMH_TAP_SEND;
+
+        for (uint32_t i = 0; i < p->nhost && mode == NMH_TAP_SEND; i++)
+            if (p->host[i]->users > 0)
+                mode = NMH_TAP_DISCARD;
+        io->error = io->last_error = 0;
+        k->nr_hwcur = nmh_tap_tx(io, p->fd, k->ring->slot, n, k->nr_hwcur, k->rhead, mode);
+        k->stats_packets += io->packets - packets;
+        k->stats_bytes += io->bytes - bytes;
+        k->stats_drops += io->drops - drops;
+        if (io->error == EAGAIN || io->error == EBADFD || io->last_error == EBADFD)
+            __atomic_store_n(&k->driver_error, io->error == EAGAIN ? EAGAIN : EBADFD, __ATOMIC_RELEASE);
+    }
+    k->nr_hwtail = k->nr_hwcur ? k->nr_hwcur - 1 : n - 1;
+    return p->gone ? ENXIO : 0;
+}

@@ -5,6 +5,8 @@
 
 #include <stdint.h>
 
+#include "sync.h"
+
 /* TAP queues (the TAP driver).  The kernel's structs and ioctl numbers
  * (struct ifreq, TUNSETIFF, ...) stay in C; Python sees these calls.  The
  * fd-level calls return 0 (or an fd) on success and -errno on failure. */
@@ -58,6 +60,25 @@ struct nmh_tap_io {
     int error;              /* errno that stopped the last call (EAGAIN: fd full/empty), else 0 */
     int last_error;         /* errno of the last frame the kernel refused */
 };
+
+/* A TAP hardware TX ring's sync, in C (nmh_kring.c_sync NMH_SYNC_TAP,
+ * nmh_kring.driver -> this): the one implementation the Python driver and
+ * the C fast path both call, under the ring's busy lock.  The driver keeps
+ * fd and io.hdrlen current (queues re-attached, PORT_HDR_SET). */
+struct nmh_tap_ring {
+    struct nmh_tap_io io;   /* the pool, the header length; this ring's counters */
+    int32_t fd;             /* the TAP queue of the ring */
+    uint32_t gone;          /* the interface is gone: frames are dropped, syncs answer ENXIO */
+    struct nmh_kring **host;/* the port's host krings: while one is in use, the stack is theirs */
+    uint32_t nhost;
+    uint32_t pad;
+};
+
+/* TX: write [hwcur, head) to the queue (or drop them while the host rings
+ * hold the stack: an unplugged NIC), reclaim at once.  A full queue leaves
+ * the rest pending with k->driver_error EAGAIN, a vanished interface
+ * EBADFD, for the driver.  0, or ENXIO once gone. */
+int nmh_tap_txsync(struct nmh_kring *k);
 
 /* What nmh_tap_tx does with the frames it walks. */
 #define NMH_TAP_SEND 0      /* write every frame */

@@ -236,7 +236,7 @@ class GenericAdapter(Adapter):
             return 0
         # hw ring: its thread sends [done, head); reclaimed up to done
         ret = lib.nmh_pkt_txsync(kring.c)
-        self._c_error(kring.index)
+        self._c_error(kring)
         return errno.ENXIO if self.gone else ret
 
     def rings_delete(self) -> None:
@@ -253,7 +253,7 @@ class GenericAdapter(Adapter):
             return errno.ENXIO if self.gone else 0
         if not kring.host:
             ret = lib.nmh_pkt_rxsync(kring.c)
-            self._c_error(len(self.txq) + kring.index)
+            self._c_error(kring)
             return errno.ENXIO if self.gone else ret
         io = self._io_for()
         kring.hwtail = lib.nmh_tap_rx(io, self._hostq, self.host.fd, kring.ring.slot, n, kring.hwtail,
@@ -281,12 +281,11 @@ class GenericAdapter(Adapter):
         elif kring.index < len(self.rx):
             self.waiter.arm(self.rx[kring.index].fileno(), READ)
 
-    def _c_error(self, i: int) -> None:
-        """An error the C sync of hw ring ``i`` (TX rings, then RX) left for
-        us (a socket error, a send refused): is the interface gone?"""
-        st = self._c_rings[i]
-        if st.error:
-            st.error = 0
+    def _c_error(self, kring) -> None:
+        """An error the C sync of hw ``kring`` left for us (a socket error, a
+        send refused): is the interface gone?"""
+        if kring.c.driver_error:
+            kring.c.driver_error = 0
             self._lost()
 
     def _rx_ready(self, i: int, events: int) -> None:

@@ -100,7 +100,8 @@ persistent TAP is left as its owner set it.
 import errno
 import logging
 import os
-from contextlib import ExitStack
+import time
+from contextlib import ExitStack, contextmanager
 from functools import partial
 from weakref import WeakKeyDictionary
 
@@ -148,6 +149,7 @@ class TapAdapter(Adapter):
 
     kind = "tap"
     has_host_rings = True
+    c_sync = lib.NMH_SYNC_TAP    # hw TX rings: csrc/tap.c, also for the C fast path
 
     def __init__(self, core, name: str, queues: int, multi_queue: bool, fds=()):
         super().__init__(core, name, tx_rings=queues, rx_rings=queues, tx_slots=DEFAULT_SLOTS,
@@ -166,6 +168,8 @@ class TapAdapter(Adapter):
         self._io.objtotal = self.mem.bufs.objtotal
         self._rxq: dict = {}         # RX kring -> (struct nmh_tap_rxq, its spill)
         self._rx_turn = 0            # host RX: the queue read first
+        self._c_rings: list = []     # struct nmh_tap_ring per hw TX ring while started (C sync state)
+        self._c_host = None          # the host krings they look at
 
     # -- geometry ----------------------------------------------------------
 
@@ -208,12 +212,14 @@ class TapAdapter(Adapter):
             undo.pop_all()
         self._watch()
         self.started, self.gone = True, False
+        self._c_attach()
         try:
             tuntap.link_set(self.fds[0], state="up")
         except OSError as e:
             log.warning("%s: could not bring the link up: %s", self.name, e)
 
     def _stop(self) -> None:
+        self._c_detach()
         self._unwatch()
         self.started = False
         if self.created:
@@ -223,6 +229,38 @@ class TapAdapter(Adapter):
                 if e.errno != errno.EBADFD:  # EBADFD: the interface was deleted under its queues
                     log.warning("%s: could not drop the carrier: %s", self.name, e.strerror)
         self._release_fds()
+
+    def ring_c_sync(self, kring) -> int:
+        """Hardware TX rings sync in C (csrc/tap.c); the others in Python."""
+        return self.c_sync if kring.is_tx and not kring.host else lib.NMH_SYNC_PYTHON
+
+    def _c_attach(self) -> None:
+        """Give each hardware TX kring its C sync state (struct nmh_tap_ring)."""
+        if self.krings is None:
+            return
+        self._c_host = ffi.new("struct nmh_kring *[]", [k.c for d in (TX, RX) for k in self._host(d)] or 1)
+        for kring in self.krings[TX][:self.num_rings[TX]]:
+            st = ffi.new("struct nmh_tap_ring *", {"host": self._c_host, "nhost": sum(self.num_host_rings)})
+            st.io.bufbase, st.io.bufsize, st.io.objtotal = self._io.bufbase, self._io.bufsize, self._io.objtotal
+            self._c_rings.append(st)
+        self._c_update()
+        for kring, st in zip(self.krings[TX], self._c_rings):
+            kring.c.driver = st
+
+    def _c_update(self) -> None:
+        """Tell the C state what changed (queues re-attached, header),
+        each ring held so that no C sync runs on it meanwhile."""
+        for i, st in enumerate(self._c_rings):
+            with _held(self.krings[TX][i]):
+                st.fd = self.fds[i] if i < len(self.fds) else -1
+                st.io.hdrlen = self.virt_hdr_len
+
+    def _c_detach(self) -> None:
+        """Take the C sync state away (each ring held: a C sync finishes first)."""
+        for kring, _ in zip(self.krings[TX] if self.krings else (), self._c_rings):
+            with _held(kring):
+                kring.c.driver = ffi.NULL
+        self._c_rings, self._c_host = [], None
 
     def _watch(self) -> None:
         for q, fd in enumerate(self.fds):
@@ -250,6 +288,7 @@ class TapAdapter(Adapter):
         for fd in self.fds:
             tuntap.set_hdr(fd, hdrlen)
         self.virt_hdr_len = hdrlen
+        self._c_update()
 
     def _reattach(self, vnet: bool) -> None:
         """Reopen every queue with (or without) IFF_VNET_HDR, in whatever
@@ -281,6 +320,7 @@ class TapAdapter(Adapter):
                         tuntap.set_carrier(self.fds[0], self.started)
                     if self.started:
                         self._watch()
+                self._c_update()
         finally:
             os.close(nsfd)
 
@@ -312,12 +352,26 @@ class TapAdapter(Adapter):
         kring.stats_packets += io.packets
         kring.stats_bytes += io.bytes
         kring.stats_drops += io.drops
-        if errno.EBADFD in (io.error, io.last_error) and not self.gone:
+        if errno.EBADFD in (io.error, io.last_error):
+            self._lost()
+
+    def _lost(self) -> None:
+        if not self.gone:
             self.gone = True
             log.warning("%s: the interface is gone; its rings report errors until unbound", self.name)
+            for st in self._c_rings:
+                st.gone = 1   # a flag each C sync reads once: set without holding the rings (we may be in one)
 
     def txsync(self, kring) -> int:
         n = kring.num_slots
+        if kring.c.driver != ffi.NULL:   # a hw ring: the C sync (held by the caller)
+            ret = lib.nmh_tap_txsync(kring.c)
+            event, kring.c.driver_error = kring.c.driver_error, 0
+            if event == errno.EAGAIN:
+                self.waiter.arm(self.fds[kring.index], WRITE)
+            elif event == errno.EBADFD:
+                self._lost()
+            return errno.ENXIO if self.gone else ret
         if kring.hwcur != kring.rhead and self.fds:
             if kring.host:
                 fd, mode = self._host_tx_fd(kring), lib.NMH_TAP_SEND
@@ -401,11 +455,24 @@ class TapAdapter(Adapter):
             txs = [self.krings[TX][q]] + [k for k in self._host(TX) if self._host_tx_fd(k) == self.fds[q]]
             for kring in txs:
                 if kring.ring is not None and kring.hwcur != kring.rhead:
-                    self.txsync(kring)
+                    with _held(kring):   # C syncs run without the core lock
+                        self.txsync(kring)
                     self.notify(kring)
         if events & READ:
             kring = self._host_rx_for_queue(q) if self.stack_on_host() else self.krings[RX][q]
             self.notify(kring)
+
+
+@contextmanager
+def _held(kring):
+    """Hold ``kring`` as a sync does (netmap's nm_kr_tryget, waiting for a
+    C sync in flight: they are short)."""
+    while lib.nmh_kring_tryget(kring.c) < 0:
+        time.sleep(0.0001)
+    try:
+        yield
+    finally:
+        lib.nmh_kring_put(kring.c)
 
 
 def lookup(core, name: str, reg, create: bool, mem_given):

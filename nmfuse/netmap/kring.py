@@ -84,7 +84,6 @@ class Kring:
         "offset_gap",
         "offset_max",
         "ring_offset",
-        "users",
         "waiters",
     )
 
@@ -102,7 +101,6 @@ class Kring:
         self._ring = None
         self.name = f"{adapter.name} {DIR_NAME[direction]}{index}"
         self.ring_offset = 0
-        self.users = 0
         self.exclusive = False
         self.need_ring = False       # a peer needs this ring even without users (pipes)
         self.offset_max = self.offset_gap = 0
@@ -176,6 +174,7 @@ class Kring:
     offset_mask = _CField("The mask of slot.ptr that holds a buffer offset (OFFSETS option), 0: none.")
     stats_packets = _CField("Slots synced.")
     stats_errors = _CField("Reinits and bad slots seen: rings the user broke.")
+    users = _CField("Bindings using the ring.")
     stats_bytes = _CField("Bytes of the frames synced (drivers that count them).")
     stats_drops = _CField("Frames the driver dropped.")
     def reset_pointers(self) -> None:

@@ -122,9 +122,10 @@ def test_ping_from_a_namespace_answered_by_the_responder(taps):
 def test_sender_frames_counted_by_the_kernel_and_captured_in_order(taps):
     name, n = taps.names[0], 20_000
     s = _capture(name)
-    before = _rx_packets(name)
+    before, in_c = _rx_packets(name), taps.status()["answered_in_c"]
     send = taps.run(client("nm-send"), "-i", f"netmap:{name}", "-n", str(n), "-s", "128", "-r", "200000", "-j")
     assert _json(send.stdout)["pkts"] == n
+    assert taps.status()["answered_in_c"] > in_c, "the TX syncs were served by the C sync of TAP rings"
     assert _rx_packets(name) - before == n, "the kernel counted every frame"
     got = _frames(s, n)
     assert len(got) == n
