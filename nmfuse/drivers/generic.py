@@ -15,7 +15,8 @@ reports ENXIO from every sync (NAF_ZOMBIE's effect) until unbound.
 Geometry
 --------
 As netmap_get_generic_na: one hardware ring per transmit/receive queue
-of the interface (at most MAX_QUEUES), DEFAULT_SLOTS slots (netmap's
+the interface uses (its active channels, netif.active_queues; at most
+MAX_QUEUES), DEFAULT_SLOTS slots (netmap's
 generic_ringsize) unless the request that finds the port unbound asks for
 others, one host ring pair (or as many as asked, as netmap_get_na).
 
