@@ -281,6 +281,26 @@ def test_stack_blind_while_bound_and_sees_again_after(net):
     assert " 0% packet loss" in _ping(net.p, ADDR_D), "the stack sees the wire again"
 
 
+def test_what_the_host_tx_ring_sends_never_reaches_the_hw_rx_rings(net):
+    """Host TX frames enter the stack through the interface, past its
+    AF_PACKET taps; the hw RX sockets, open before the first of them, must
+    skip them all from that one on, and still take the wire's frames."""
+    net.up(net.a, net.b)
+    m = net.start()
+    recv = subprocess.Popen([client("nm-recv"), "-i", f"netmap:{net.a}", "-T", "0", "-j"],
+                            env=m.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1)
+    try:
+        m.run(client("nm-send"), "-i", f"netmap:{net.a}^", "-n", "1000", "-b", "1")
+        m.run(client("nm-send"), "-i", f"netmap:{net.b}", "-n", "100", "-p", "7")
+        time.sleep(1)
+    finally:
+        recv.send_signal(signal.SIGINT)
+        out, err = recv.communicate(timeout=20)
+    got = _json(out)
+    assert (got["pkts"], got["dup"]) == (100, 0), out + err
+
+
 @needs("ping")
 def test_host_rings_transparent_to_ping_and_tcp_through_a_bridge(net):
     net.move_b_to_p()
