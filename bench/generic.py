@@ -9,9 +9,15 @@ plain C AF_PACKET programs, in the same run, 64- and 1500-byte frames.
   exactly the frames sent (checked for both).
 * RX: packet-floor -t floods B -> A; on A either nm-recv on ``netmap:A``
   (through nmfuse's TPACKET_V3 rings) or packet-floor -r (a TPACKET_V3
-  ring of the same geometry, each frame copied out once).  Frames per
-  second from the first to the last frame received; the flood is faster
-  than either receiver, so the figure is the receiver's capacity.
+  ring of the same block size, frame size and block timeout, each frame
+  copied out once).  Frames per second from the first to the last frame
+  received.  On a veth the receive path (the AF_PACKET taps, tc ingress,
+  the stack) runs in the softirq of the sending CPU: with 64-byte frames
+  that CPU is the limit (busy all the time, while the receiving programs
+  leave most of the other idle), so the figure is the sender's pace with
+  each receiver's sockets in place, and what a receiver adds to every
+  frame's way in (a socket filter, a fanout group, nmfuse's tcx ingress
+  drop against the stack's own drop for the floor) shows in the ratio.
 
 Runs alternate floor / nmfuse for ``--rounds`` rounds; medians and their
 ratios are printed (a table; with --json one JSON object).  Needs root and

@@ -7,10 +7,13 @@
  *      ring's buffers (2048 bytes apart), one sendmmsg per batch on a
  *      PACKET_QDISC_BYPASS socket: what nmfuse's txsync does, without
  *      netmap and the daemon in between.
- *  -r  receive: a TPACKET_V3 ring of the same geometry nmfuse uses (16
- *      blocks of 256 KiB, 1 ms block timeout), polled, each frame copied
- *      out once (as into a netmap buffer) and counted, until -n frames or
- *      an idle second after the first.
+ *  -r  receive: a TPACKET_V3 ring like each of nmfuse's (blocks of 256
+ *      KiB, 2048-byte tp_frame_size, 1 ms block timeout; 16 blocks where
+ *      nmfuse has 64, nmfuse/host/packet.py BLOCK_NR: the count only
+ *      bounds how much may wait: nmfuse with 16 measured the same as
+ *      with 64), polled, each frame copied out once (as into
+ *      a netmap buffer) and counted, until -n frames or an idle second
+ *      after the first.
  *
  * Prints frames per second; with -j a JSON line too.
  */

@@ -25,17 +25,29 @@
 #define NMH_PKT_MAX_FRAGS 64          /* netmap's limit of slots per frame */
 #define NMH_PKT_BATCH 1024            /* frames per sendmmsg (UIO_MAXIOV) */
 
-int nmh_pkt_rx_open(struct nmh_pkt_rx *rx, int ifindex, uint32_t block_size, uint32_t block_nr,
-                    int fanout_id, uint32_t skip_mark)
+/* A classic BPF socket filter on fd: refuse frames whose skb mark is
+ * `mark`, take the rest.  0 or -errno. */
+static int nmh_pkt_filter_mark(int fd, uint32_t mark)
 {
-    /* classic BPF: refuse frames whose skb mark is skip_mark, take the rest */
     struct sock_filter code[] = {
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SKF_AD_OFF + SKF_AD_MARK),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, skip_mark, 0, 1),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, mark, 0, 1),
         BPF_STMT(BPF_RET | BPF_K, 0),
         BPF_STMT(BPF_RET | BPF_K, 0xffffffff),
     };
     struct sock_fprog prog = { .len = sizeof(code) / sizeof(code[0]), .filter = code };
+
+    return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) < 0 ? -errno : 0;
+}
+
+int nmh_pkt_rx_skip_mark(struct nmh_pkt_rx *rx, uint32_t mark)
+{
+    return nmh_pkt_filter_mark(rx->fd, mark);
+}
+
+int nmh_pkt_rx_open(struct nmh_pkt_rx *rx, int ifindex, uint32_t block_size, uint32_t block_nr,
+                    int fanout_id, uint32_t skip_mark)
+{
     struct tpacket_req3 req;
     struct sockaddr_ll sll;
     int version = TPACKET_V3, one = 1, e;
@@ -51,8 +63,10 @@ int nmh_pkt_rx_open(struct nmh_pkt_rx *rx, int ifindex, uint32_t block_size, uin
     /* what the program sends comes back to nobody: only received frames */
     if (setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(one)) < 0)
         goto fail;
-    if (skip_mark && setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) < 0)
+    if (skip_mark && (e = nmh_pkt_filter_mark(fd, skip_mark)) < 0) {
+        errno = -e;
         goto fail;
+    }
     memset(&req, 0, sizeof(req));
     req.tp_block_size = block_size;
     req.tp_block_nr = block_nr;

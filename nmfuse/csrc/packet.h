@@ -35,6 +35,12 @@ int nmh_pkt_rx_open(struct nmh_pkt_rx *rx, int ifindex, uint32_t block_size, uin
                     int fanout_id, uint32_t skip_mark);
 void nmh_pkt_rx_close(struct nmh_pkt_rx *rx);
 
+/* From now on `rx` does not take frames whose skb mark is `mark` (as
+ * nmh_pkt_rx_open's skip_mark; frames already in its ring stay).  A
+ * socket filter runs for every frame the interface receives, so it is
+ * set only once such frames can exist.  0 or -errno. */
+int nmh_pkt_rx_skip_mark(struct nmh_pkt_rx *rx, uint32_t mark);
+
 /* Frames the kernel dropped on `rx` since the last call (ring full). */
 int64_t nmh_pkt_rx_drops(struct nmh_pkt_rx *rx);
 

@@ -15,7 +15,8 @@ reports ENXIO from every sync (NAF_ZOMBIE's effect) until unbound.
 Geometry
 --------
 As netmap_get_generic_na: one hardware ring per transmit/receive queue
-of the interface (at most MAX_QUEUES), DEFAULT_SLOTS slots (netmap's
+the interface uses (its active channels, netif.active_queues; at most
+MAX_QUEUES), DEFAULT_SLOTS slots (netmap's
 generic_ringsize) unless the request that finds the port unbound asks for
 others, one host ring pair (or as many as asked, as netmap_get_na).
 
@@ -32,6 +33,10 @@ Data path (host/packet.py, csrc/packet.c)
 * host rings: a TAP the daemon holds, wired to the interface by tcx
   programs (host/tc.py): the host RX ring gets what the stack sends on
   the interface, the host TX ring reaches the stack as if received on it.
+  Those frames pass the interface's AF_PACKET taps on their way in, so
+  the hw RX sockets get a filter that skips them (tc.MARK) -- from the
+  first host TX sync on: it costs every frame from the wire, and a port
+  whose host TX ring never sends needs none.
 * while the port is registered the interface's ingress drops everything
   else: the stack no longer sees the wire, as with the kernel module.
 * Copies: one per frame each way (netmap buffer <-> kernel), where a
@@ -89,6 +94,7 @@ class GenericAdapter(Adapter):
         self.rx: list[packet.RxRing] = []
         self._c_rings: list = []     # struct nmh_pkt_ring per hw ring (the C syncs' state), TX then RX
         self.host: tc.HostPath | None = None
+        self.host_frames_skipped = False   # the hw RX sockets skip what the host TX ring sends
         self._io = ffi.new("struct nmh_tap_io *")
         self._io.bufbase = self.mem.region.base + self.mem.bufs.offset
         self._io.bufsize = self.mem.buf_size
@@ -123,7 +129,8 @@ class GenericAdapter(Adapter):
                 self.txq.append(packet.TxQueue(fd, self._io))
             fanout = ((os.getpid() << 6) ^ self.ifindex) & 0xFFFF or 1 if self.num_rings[RX] > 1 else 0
             for _ in range(self.num_rings[RX]):
-                self.rx.append(packet.RxRing(self.ifindex, fanout, tc.MARK))
+                self.rx.append(packet.RxRing(self.ifindex, fanout))
+            self.host_frames_skipped = False
             self.host = tc.HostPath(self.ifindex)
             for i, ring in enumerate(self.rx):
                 self.waiter.add(ring.fileno(), partial(self._rx_ready, i))
@@ -227,6 +234,11 @@ class GenericAdapter(Adapter):
             return errno.ENXIO if self.gone else 0
         if kring.host:
             if kring.hwcur != kring.rhead:
+                try:
+                    self._skip_host_frames()
+                except OSError as e:
+                    log.warning("%s: %s; the host TX ring's frames wait", self.name, e)
+                    return e.errno or errno.EIO
                 io, fd = self._io_for(), self.host.fd
                 kring.hwcur = lib.nmh_tap_tx(io, fd, kring.ring.slot, n, kring.hwcur, kring.rhead, lib.NMH_TAP_SEND)
                 self._account(kring, io)
@@ -238,6 +250,15 @@ class GenericAdapter(Adapter):
         ret = lib.nmh_pkt_txsync(kring.c)
         self._c_error(kring)
         return errno.ENXIO if self.gone else ret
+
+    def _skip_host_frames(self) -> None:
+        """Before the first frame of the host TX ring goes to the stack: the
+        hw RX sockets stop taking frames so marked (they meet them at the
+        interface's taps).  Raises OSError (then nothing may be sent)."""
+        if not self.host_frames_skipped:
+            for ring in self.rx:
+                ring.skip_mark(tc.MARK)
+            self.host_frames_skipped = True
 
     def rings_delete(self) -> None:
         """A TX ring's thread finishes with its slots before the ring goes."""

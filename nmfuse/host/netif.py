@@ -1,7 +1,8 @@
 """Facts about existing Linux interfaces, as the generic driver needs them.
 
 Everything comes from rtnetlink (pyroute2) in the network namespace of the
-calling thread, i.e. the daemon's: an interface is known by its index,
+calling thread, i.e. the daemon's (the active queue counts from the
+ethtool ioctl, where the driver reports them): an interface is known by its index,
 which survives a rename, so a port bound to an interface that is renamed
 keeps working, and one that is deleted or moved to another namespace is
 recognised as gone (``alive``).  Nothing here changes an interface.
@@ -12,6 +13,7 @@ import logging
 from dataclasses import dataclass
 
 from pyroute2 import IPRoute
+from pyroute2.ethtool.ioctl import EthtoolError, IoctlEthtool
 from pyroute2.netlink.exceptions import NetlinkError
 
 logging.getLogger("pyroute2").setLevel(logging.WARNING)
@@ -24,7 +26,8 @@ IFF_LOOPBACK = 0x8
 @dataclass(frozen=True)
 class IfInfo:
     """One interface: name, index, kind (IFLA_INFO_KIND, "" for a plain
-    device), MTU, flags, and its transmit and receive queue counts."""
+    device), MTU, flags, and its transmit and receive queue counts (those
+    in use, see ``active_queues``)."""
 
     name: str
     index: int
@@ -46,13 +49,38 @@ def valid_name(name: str) -> bool:
             and not any(c in name for c in "/:") and not any(c.isspace() for c in name))
 
 
+def active_queues(name: str) -> tuple[int, int] | None:
+    """(tx, rx) queues interface ``name`` uses now, as netmap's
+    nm_os_generic_find_num_queues reads them: the driver's channel counts
+    (ETHTOOL_GCHANNELS: tx or rx, else combined).  None when the driver
+    does not report them (loopback, bridges) or the name is gone.
+
+    rtnetlink only has the queues a device was allocated
+    (IFLA_NUM_*_QUEUES): a veth made without asking gets one per CPU but
+    uses one, and a NIC may run fewer channels than it has queues.
+    """
+    try:
+        eth = IoctlEthtool(name)
+    except OSError:
+        return None
+    try:
+        ch = eth.get_channels()
+    except (EthtoolError, OSError):
+        return None
+    finally:
+        eth.close()
+    tx, rx = ch.tx_count or ch.combined_count, ch.rx_count or ch.combined_count
+    return (tx, rx) if tx and rx else None
+
+
 def _info(link) -> IfInfo:
     linkinfo = link.get_attr("IFLA_LINKINFO")
     kind = (linkinfo.get_attr("IFLA_INFO_KIND") or "") if linkinfo is not None else ""
-    return IfInfo(name=link.get_attr("IFLA_IFNAME"), index=link["index"], kind=kind,
-                  mtu=link.get_attr("IFLA_MTU") or 0, flags=link["flags"],
-                  tx_queues=link.get_attr("IFLA_NUM_TX_QUEUES") or 1,
-                  rx_queues=link.get_attr("IFLA_NUM_RX_QUEUES") or 1)
+    name = link.get_attr("IFLA_IFNAME")
+    queues = active_queues(name) or (link.get_attr("IFLA_NUM_TX_QUEUES") or 1,
+                                     link.get_attr("IFLA_NUM_RX_QUEUES") or 1)
+    return IfInfo(name=name, index=link["index"], kind=kind, mtu=link.get_attr("IFLA_MTU") or 0,
+                  flags=link["flags"], tx_queues=queues[0], rx_queues=queues[1])
 
 
 def _get(**key) -> IfInfo | None:

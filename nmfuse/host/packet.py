@@ -48,6 +48,11 @@ class RxRing:
         _check(lib.nmh_pkt_rx_open(self.state, ifindex, BLOCK_SIZE, BLOCK_NR, fanout_id, skip_mark),
                f"AF_PACKET receive ring on interface {ifindex}")
 
+    def skip_mark(self, mark: int) -> None:
+        """From now on, do not take frames whose skb mark is ``mark``.
+        Raises OSError."""
+        _check(lib.nmh_pkt_rx_skip_mark(self.state, mark), "AF_PACKET socket filter")
+
     def fileno(self) -> int:
         """The socket's fd (readable when a block is handed over)."""
         return self.state.fd

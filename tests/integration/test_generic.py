@@ -157,7 +157,8 @@ def test_a_million_frames_veth_to_veth_none_lost_duplicated_or_corrupted(net):
     # CPU's backlog (netdev_max_backlog, 1000 by default), which a larger
     # burst could overflow before anyone reads
     m.run(client("nm-send"), "-i", f"netmap:{net.a}", "-n", str(n), "-b", "128", "-r", "150000", "-j", timeout=120)
-    rings = [(p["name"], r["dir"], r["index"], r["packets"], r["drops"]) for p in m.status()["ports"] for r in p["rings"]]
+    rings = [(p["name"], r["dir"], r["index"], r["packets"], r["drops"])
+             for p in m.status()["ports"] for r in p["rings"]]
     out, err = recv.communicate(timeout=60)
     got = _json(out)
     assert recv.returncode == 0, f"{out}{err}{rings}"
@@ -195,6 +196,25 @@ def test_linux_bridge_and_loopback_carry_frames(net):
         out, err = recv.communicate(timeout=60)
         got = _json(out)
         assert (got["pkts"], got["lost"], got["dup"], got["corrupt"]) == (n, 0, 0, 0), (tx, out, err)
+
+
+def test_rings_follow_the_queues_the_interface_uses(tmp_path):
+    """netmap counts the channels in use (ethtool), not the queues a device
+    was allocated: a veth of 4 queues running 3 TX and 1 RX has 3 TX rings
+    and 1 RX ring, so every frame lands on a ring a program reads."""
+    net = Net(tmp_path, queues=4)
+    try:
+        code = ("from pyroute2.ethtool.ioctl import IoctlEthtool; e = IoctlEthtool(%r); c = e.get_channels(); "
+                "c.tx_count, c.rx_count = 3, 1; e.set_channels(c)" % net.a)
+        _in(net.d, sys.executable, "-c", code, check=True)
+        net.up(net.a, net.b)
+        m = net.start()
+        res = m.run(client("nm-recv"), "-i", f"netmap:{net.a}", "-T", "0.5")
+        assert "rx rings 0..0 " in res.stderr, res.stderr
+        res = m.run(client("nm-send"), "-i", f"netmap:{net.a}", "-n", "1")
+        assert "tx rings 0..2 " in res.stderr, res.stderr
+    finally:
+        net.close()
 
 
 def test_two_programs_on_different_rings(tmp_path):
@@ -259,6 +279,26 @@ def test_stack_blind_while_bound_and_sees_again_after(net):
     assert int(before) >= 0
     _in(net.p, "ip", "neigh", "flush", "all")   # forget the ARP failures of the blind period
     assert " 0% packet loss" in _ping(net.p, ADDR_D), "the stack sees the wire again"
+
+
+def test_what_the_host_tx_ring_sends_never_reaches_the_hw_rx_rings(net):
+    """Host TX frames enter the stack through the interface, past its
+    AF_PACKET taps; the hw RX sockets, open before the first of them, must
+    skip them all from that one on, and still take the wire's frames."""
+    net.up(net.a, net.b)
+    m = net.start()
+    recv = subprocess.Popen([client("nm-recv"), "-i", f"netmap:{net.a}", "-T", "0", "-j"],
+                            env=m.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1)
+    try:
+        m.run(client("nm-send"), "-i", f"netmap:{net.a}^", "-n", "1000", "-b", "1")
+        m.run(client("nm-send"), "-i", f"netmap:{net.b}", "-n", "100", "-p", "7")
+        time.sleep(1)
+    finally:
+        recv.send_signal(signal.SIGINT)
+        out, err = recv.communicate(timeout=20)
+    got = _json(out)
+    assert (got["pkts"], got["dup"]) == (100, 0), out + err
 
 
 @needs("ping")
