@@ -11,6 +11,7 @@
 #include "sync.h"
 #include "tap.h"
 #include "packet.h"
+#include "vale.h"
 #include "fast.h"
 
 #define WANT_IN (POLLIN | POLLRDNORM)
@@ -53,6 +54,32 @@ static void moved(const struct nmh_fast_binding *b, struct nmh_kring *k)
     wake_ring(b->notify, b->notify_ctx, b->wake_fd, k);
 }
 
+/* A ring whose notify is Python's (a monitor or a bwrap took it over): the
+ * waker runs it (FastWaker.wake_flagged, under the core lock). */
+static void flag_ring(const struct nmh_fast_binding *b, struct nmh_kring *k)
+{
+    uint64_t one = 1;
+
+    __atomic_store_n(&k->wake, 1, __ATOMIC_SEQ_CST);
+    if (b->wake_fd >= 0 && write(b->wake_fd, &one, sizeof one) < 0) {
+        /* an eventfd write fails only at its counter's maximum: already signalled */
+    }
+}
+
+/* A destination ring a VALE flush filled (under the switch's lock): its
+ * pollers wake from here when its notify is the plain wake-up; else (the
+ * port came to need Python after nmh_vale_tx_c looked) the waker runs the
+ * notify, which pulls the new hwtail itself. */
+static void vale_moved(void *ctx, struct nmh_kring *k)
+{
+    const struct nmh_fast_binding *b = ctx;
+
+    if (__atomic_load_n(&k->c_sync, __ATOMIC_RELAXED) == NMH_SYNC_VALE)
+        moved(b, k);
+    else
+        flag_ring(b, k);
+}
+
 /* The driver's per-slot work, by nmh_kring.c_sync. */
 static int driver_sync(const struct nmh_fast_binding *b, struct nmh_kring *k)
 {
@@ -67,6 +94,12 @@ static int driver_sync(const struct nmh_fast_binding *b, struct nmh_kring *k)
         return (k->tx ? nmh_pkt_txsync(k) : nmh_pkt_rxsync(k)) ? -1 : 0;
     case NMH_SYNC_TAP:
         return k->tx && nmh_tap_txsync(k) == 0 ? 0 : -1;
+    case NMH_SYNC_VALE:
+        if (k->tx)
+            nmh_vale_txsync(k, k->driver, vale_moved, (void *)b, NULL);
+        else
+            nmh_vale_rxsync(k, k->driver);
+        return 0;
     default:
         return -1;
     }
@@ -80,6 +113,8 @@ static int is_c(const struct nmh_kring *k)
         return k->peer != NULL && k->peer->ring != NULL && k->peer->c_sync != NMH_SYNC_PYTHON;
     if (k->c_sync == NMH_SYNC_PACKET || k->c_sync == NMH_SYNC_TAP)   /* an event pending is Python's */
         return k->driver != NULL && !__atomic_load_n(&k->driver_error, __ATOMIC_ACQUIRE);
+    if (k->c_sync == NMH_SYNC_VALE)     /* a switch with a port that needs Python is Python's */
+        return k->driver != NULL && (!k->tx || nmh_vale_tx_c(k));
     return 1;
 }
 
@@ -207,8 +242,11 @@ static int can_wait(const struct nmh_fast_binding *b, const struct nmh_kring *k)
         return k->waiter != NULL;
     /* null ports never move; a pipe moves in its peer's sync (moved()); a
      * TAP TX ring is reclaimed in its sync (it waits in Python only with
-     * frames pending, driver_error EAGAIN) */
-    return k->c_sync == NMH_SYNC_NULL || k->c_sync == NMH_SYNC_PIPE || k->c_sync == NMH_SYNC_TAP;
+     * frames pending, driver_error EAGAIN); a VALE RX ring moves in a
+     * flush, which wakes it (vale_moved() in C, the notify in Python), and
+     * a VALE TX ring gets all its room back in its own sync */
+    return k->c_sync == NMH_SYNC_NULL || k->c_sync == NMH_SYNC_PIPE || k->c_sync == NMH_SYNC_TAP ||
+           k->c_sync == NMH_SYNC_VALE;
 }
 
 /* Leave kh on rings kr[0..n) (netmap_poll's selrecord): 1, or 0 when a

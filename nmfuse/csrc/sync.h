@@ -38,7 +38,8 @@ struct nmh_kring {
     uint32_t nkh;             /* FUSE poll handles in kh[] (NMH_KH + 1: too many, use the waker) */
     uint32_t csb;             /* head/cur come from a CSB (sync-kloop): the ring's tail is the application's */
     uint64_t kh[4];           /* the pollers waiting, as Python knows them (written while NMH_WAIT_BUSY) */
-    void *driver;             /* the C sync's own state (NMH_SYNC_PACKET: struct nmh_pkt_ring), or NULL */
+    void *driver;             /* the C sync's own state (NMH_SYNC_PACKET: struct nmh_pkt_ring, see
+                               * NMH_SYNC_*), or NULL */
     int32_t wait_fd;          /* readable when the driver can move the ring (a socket, a TX eventfd), or -1 */
     uint32_t watched;         /* wait_fd is in the C waiter's epoll (fast.h) */
     uint32_t c_notify;        /* the driver wakes the ring's pollers from C when it moves it (nmh_fast_notify) */
@@ -61,6 +62,9 @@ struct nmh_kring {
 #define NMH_SYNC_PIPE 2     /* pipes: nmh_pipe_txsync / nmh_pipe_rxsync */
 #define NMH_SYNC_PACKET 3   /* generic hw rings: nmh_pkt_txsync / nmh_pkt_rxsync (packet.h), state in driver */
 #define NMH_SYNC_TAP 4      /* TAP hw TX rings: nmh_tap_txsync (tap.h), state in driver */
+/* VALE ports: nmh_vale_txsync / nmh_vale_rxsync (vale.h); driver: a TX
+ * ring's struct nmh_vale_tx, an RX ring's struct nmh_vale_ring */
+#define NMH_SYNC_VALE 5
 
 /* Put the pointers back at the start: an empty RX ring, a TX ring with
  * every slot but one free. */

@@ -1,9 +1,14 @@
 /* VALE forwarding; see vale.h for the contracts. */
+#include <pthread.h>
 #include <string.h>
 
 #include "netmap_abi.h"
 #include "pool.h"
+#include "sync.h"
 #include "vale.h"
+
+_Static_assert(sizeof(pthread_mutex_t) <= sizeof(((struct nmh_vale_bridge *)0)->lock),
+               "struct nmh_vale_bridge.lock holds a pthread_mutex_t");
 
 /* ---- VALE switch ---- */
 
@@ -91,7 +96,8 @@ static void nmh_vale_deliver(struct nmh_vale_bridge *b, const struct nmh_vale_po
                              struct nmh_vale_port *dp, uint32_t port, uint32_t ring)
 {
     struct nmh_vale_ring *r;
-    uint32_t n, busy, room, t, i, k;
+    uint32_t n, hwcur, busy, room, t, i, k;
+    uint64_t dmask;
     uint32_t sh = sp->virt_hdr_len, dh = dp->virt_hdr_len;
 
     if (dp->num_rx == 0)
@@ -107,7 +113,9 @@ static void nmh_vale_deliver(struct nmh_vale_bridge *b, const struct nmh_vale_po
         return;
     }
     n = r->num_slots;
-    busy = r->hwtail >= r->hwcur ? r->hwtail - r->hwcur : r->hwtail + n - r->hwcur;
+    /* the owner's rxsync stores hwcur after the user gave the slots back */
+    hwcur = __atomic_load_n(&r->hwcur, __ATOMIC_ACQUIRE);
+    busy = r->hwtail >= hwcur ? r->hwtail - hwcur : r->hwtail + n - hwcur;
     room = n - 1 - busy;
     if (frags > room) {
         /* as netmap, the rest of this batch for the ring is dropped too */
@@ -115,13 +123,14 @@ static void nmh_vale_deliver(struct nmh_vale_bridge *b, const struct nmh_vale_po
         r->dropped++;
         return;
     }
+    dmask = __atomic_load_n(&r->offset_mask, __ATOMIC_RELAXED);   /* the owner's rxsync may store it */
     t = r->hwtail;
     k = first;
     for (i = 0; i < frags; i++) {
         struct netmap_slot *ds = &r->slot[t];
         uint32_t len = len0, dlen = 0;
         const char *data = i == 0 ? d0 : nmh_vale_src_buf(sp, src, k, &len);
-        uint64_t doff = ds->ptr & r->offset_mask;
+        uint64_t doff = ds->ptr & dmask;
 
         if (ds->buf_idx >= NMH_RESERVED && ds->buf_idx < dp->objtotal && doff <= dp->buf_size) {
             char *dst = dp->bufs + (size_t)ds->buf_idx * dp->buf_size + doff;
@@ -158,7 +167,7 @@ static void nmh_vale_deliver(struct nmh_vale_bridge *b, const struct nmh_vale_po
         if (++k == src->num_slots)
             k = 0;
     }
-    r->hwtail = t;
+    __atomic_store_n(&r->hwtail, t, __ATOMIC_RELEASE);   /* after the slots: the owner's rxsync reads it */
     r->delivered++;
     t += NMH_VALE_AHEAD;
     nmh_vale_prefetch(dp, &r->slot[t < n ? t : t - n], 1);
@@ -265,3 +274,94 @@ uint32_t nmh_vale_flush(struct nmh_vale_bridge *b, uint32_t me, const struct nmh
     return nout;
 }
 
+
+/* ---- the port's syncs ---- */
+
+void nmh_vale_bridge_init(struct nmh_vale_bridge *b)
+{
+    pthread_mutex_init((pthread_mutex_t *)b->lock, NULL);
+}
+
+void nmh_vale_bridge_reset(struct nmh_vale_bridge *b)
+{
+    nmh_vale_lock(b);
+    b->active = 0;
+    b->nmarked = 0;
+    b->python = 0;
+    memset(b->ports, 0, sizeof b->ports);
+    memset(b->ht, 0, sizeof b->ht);
+    nmh_vale_unlock(b);
+}
+
+void nmh_vale_lock(struct nmh_vale_bridge *b)
+{
+    pthread_mutex_lock((pthread_mutex_t *)b->lock);
+}
+
+void nmh_vale_unlock(struct nmh_vale_bridge *b)
+{
+    pthread_mutex_unlock((pthread_mutex_t *)b->lock);
+}
+
+uint32_t nmh_vale_txsync(struct nmh_kring *k, const struct nmh_vale_tx *t, nmh_vale_moved_fn moved, void *ctx,
+                         uint16_t *out)
+{
+    uint32_t n = k->nkr_num_slots, head = k->rhead, cur = k->nr_hwcur, nout = 0;
+
+    if (head != cur && k->ring != NULL) {
+        struct nmh_vale_port *p = t->port;
+        struct nmh_vale_bridge *b = __atomic_load_n(&p->bridge, __ATOMIC_ACQUIRE);
+
+        if (b != NULL) {
+            nmh_vale_lock(b);
+            if (p->bridge == b) {       /* still attached: detach changes it under the lock */
+                struct nmh_vale_src src = {k->ring->slot, n, t->ring_nr, k->offset_mask};
+                uint32_t count = head >= cur ? head - cur : head + n - cur;
+
+                nout = nmh_vale_flush(b, p->me, &src, cur, count, moved ? b->out : out);
+                k->stats_packets += count;
+                if (moved) {
+                    /* the hwtails stored before the pollers are looked at: a poll
+                     * arming (nmh_kring_wait_add) then looking at hwtail sees one or
+                     * the other (the pipes' pipe_tail does the same) */
+                    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+                    for (uint32_t i = 0; i < nout; i++) {
+                        struct nmh_vale_port *dp = b->ports[b->out[i] >> 4];
+                        struct nmh_kring *dk = dp ? dp->rx[b->out[i] & 0xf].kring : NULL;
+                        if (dk != NULL)
+                            moved(ctx, dk);
+                    }
+                    nout = 0;
+                }
+            }
+            nmh_vale_unlock(b);
+        }
+    }
+    k->nr_hwcur = head;
+    k->nr_hwtail = head == 0 ? n - 1 : head - 1;
+    return nout;
+}
+
+int nmh_vale_rxsync(struct nmh_kring *k, struct nmh_vale_ring *r)
+{
+    uint32_t n = k->nkr_num_slots, head = k->rhead;
+
+    if (__atomic_load_n(&r->slot, __ATOMIC_RELAXED) != NULL) {
+        k->nr_hwtail = __atomic_load_n(&r->hwtail, __ATOMIC_ACQUIRE);
+        __atomic_store_n(&r->offset_mask, k->offset_mask, __ATOMIC_RELAXED);
+        if (head != k->nr_hwcur) {
+            k->stats_packets += head >= k->nr_hwcur ? head - k->nr_hwcur : head + n - k->nr_hwcur;
+            __atomic_store_n(&r->hwcur, head, __ATOMIC_RELEASE);
+        }
+    }
+    k->nr_hwcur = head;
+    return 0;
+}
+
+int nmh_vale_tx_c(const struct nmh_kring *k)
+{
+    const struct nmh_vale_tx *t = k->driver;
+    struct nmh_vale_bridge *b = __atomic_load_n(&t->port->bridge, __ATOMIC_ACQUIRE);
+
+    return b == NULL || __atomic_load_n(&b->python, __ATOMIC_RELAXED) == 0;
+}

@@ -95,6 +95,18 @@ class Adapter:
         unless the driver says otherwise."""
         return self.c_sync
 
+    def kring_callbacks_changed(self, kring: Kring) -> None:
+        """``kring``'s nm_sync or nm_notify changed (a monitor, a switch or
+        a sync-kloop took them over or gave them back; its ``c.c_sync``
+        says whether the C fast path may still sync it).  Nothing by
+        default."""
+
+    def c_moves(self, kring: Kring) -> list:
+        """The krings besides ``kring`` that its C sync may move, whose
+        wake-ups it may leave flagged for the waker (FastWaker): a pipe's
+        peer by default."""
+        return [] if kring.peer is None else [kring.peer]
+
     def txsync(self, kring: Kring) -> int:
         """Send [hwcur, rhead); return 0 or an errno."""
         return 0

@@ -223,7 +223,8 @@ def _fast_remove(binding: Binding) -> None:
         core.fast_waker.bindings.discard(binding)
         for kring in binding.all_krings():   # a wake the waker has not run yet
             FastWaker.wake_flagged(kring)
-            FastWaker.wake_flagged(kring.peer)
+            for other in kring.adapter.c_moves(kring):
+                FastWaker.wake_flagged(other)
         binding.fast, binding._fast_keep = None, ()
 
 

@@ -43,11 +43,13 @@ class FastWaker:
                 for binding in list(self.bindings):
                     for kring in binding.all_krings():
                         self.wake_flagged(kring)
-                        self.wake_flagged(kring.peer)
+                        for other in kring.adapter.c_moves(kring):
+                            self.wake_flagged(other)
 
     @staticmethod
     def wake_flagged(kring) -> None:
-        """Notify ``kring`` if C flagged it (a pipe's peer, a watched ring)."""
+        """Notify ``kring`` if C flagged it (a pipe's peer, a watched ring,
+        a VALE port's RX ring)."""
         if kring is not None and kring.c.wake:
             kring.c.wake = 0
             kring.adapter.notify(kring)

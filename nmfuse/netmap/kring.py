@@ -141,6 +141,7 @@ class Kring:
         own = adapter.txsync if self.direction == TX else adapter.rxsync
         mine = self._nm_sync == own and self._nm_notify == adapter.wake_pollers
         self.c.c_sync = adapter.ring_c_sync(self) if mine else lib.NMH_SYNC_PYTHON
+        adapter.kring_callbacks_changed(self)
 
     # -- the pointers, kept in the C struct --
 

@@ -13,7 +13,7 @@ from nmfuse._helper import lib
 
 from nmfuse.abi.fuse import Opcode, PollFlag
 from nmfuse.abi.fuse import ffi as fuse_ffi
-from nmfuse.abi.netmap import Ioctl
+from nmfuse.abi.netmap import Ioctl, RegFlag
 from nmfuse.dev.hooks import RequestHooks
 from nmfuse.dev.hooks import ffi as hooks_ffi
 from nmfuse.dev.hooks import lib as hooks_lib
@@ -228,8 +228,10 @@ def test_only_bindings_whose_rings_sync_in_c_get_hooks(hooked):
     h = hooked
     fh, _ = bound(h, "n")
     assert h.dev.bindings[fh].fast is not None
-    a, b = h.open(), h.open()
-    assert h.register(a, "vale1:x", mode=1, mem_id=0)[0] == 0   # a VALE port: its syncs are Python
+    v, a, b = h.open(), h.open(), h.open()
+    assert h.register(v, "vale1:x", mode=1, mem_id=0)[0] == 0    # a VALE port: C syncs
+    assert h.dev.bindings[v].fast is not None
+    assert h.register(a, "vale1:x", mode=1, mem_id=0, nr_flags=RegFlag.MONITOR_RX)[0] == 0   # a monitor: Python
     assert h.dev.bindings[a].fast is None
     assert in_c(h, fuse(Opcode.IOCTL, fh=a, cmd=Ioctl.NIOCTXSYNC)) is None
     assert in_c(h, fuse(Opcode.IOCTL, fh=b, cmd=Ioctl.NIOCTXSYNC)) is None   # not bound

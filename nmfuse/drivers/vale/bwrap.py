@@ -24,7 +24,7 @@ import errno
 import os
 from contextlib import ExitStack
 
-from nmfuse._helper import ffi
+from nmfuse._helper import ffi, lib
 from nmfuse.abi.netmap import RegMode
 from nmfuse.drivers.vale.polling import Polling
 from nmfuse.drivers.vale.port import VPort
@@ -36,6 +36,8 @@ from nmfuse.netmap.kring import DIRECTIONS, RX, TX
 class BwrapHost(VPort):
     """The host rings of a wrapped port as a switch port of their own
     (``NAME^``): its krings are the bwrap's host krings."""
+
+    c_sync = lib.NMH_SYNC_PYTHON    # the bwrap's rings: Python syncs them
 
     def __init__(self, core, bwrap, **geometry):
         super().__init__(core, bwrap.name + "^", mem=bwrap.mem, **geometry)
@@ -56,6 +58,7 @@ class Bwrap(VPort):
     """A port that is not a VALE port, joined to a switch (netmap_bwrap_adapter)."""
 
     kind = "bwrap"
+    c_sync = lib.NMH_SYNC_PYTHON    # hw's rings: their syncs and notifies are Python's
 
     def __init__(self, core, name: str, hw):
         self.has_host_rings = hw.has_host_rings
@@ -133,6 +136,9 @@ class Bwrap(VPort):
         """Give back hw's rings (and delete hw's krings if no binding holds hw),
         then drop the bwrap's own krings (netmap_bwrap_krings_delete_common)."""
         hw = self.hw
+        self.bdg_hide()               # out of the switch's view before hw's rings go
+        if self.host is not None:
+            self.host.bdg_hide()
         if hw.krings is not None:
             self._hw_release()
             if hw.active_fds == 0:

@@ -17,12 +17,27 @@ Who owns which counter of a destination RX ring:
       |       has not released   |       up to hwcur - 1
 
 The C view of the ring (``struct nmh_vale_ring``) holds both; the port's
-rxsync copies hwtail into its kring and writes hwcur back, and after a
-flush ``Bridge.deliver`` copies hwtail into the krings that got frames and
-notifies them (wakes pollers, or runs whoever intercepted nm_notify: a
-monitor, or a bwrap that pushes the frames on into the port it wraps).
+rxsync copies hwtail into its kring and writes hwcur back (csrc/vale.c
+nmh_vale_rxsync, with the kring held).  A flush (nmh_vale_txsync) runs
+under the switch's lock, on whatever thread syncs the sending ring: the C
+fast path's workers, without the core lock, or the daemon's Python.  After
+a C flush the workers wake the destination rings' pollers themselves;
+after a Python one ``Bridge.deliver`` notifies each destination ring (wakes
+pollers, or runs whoever intercepted nm_notify: a monitor, or a bwrap that
+pushes the frames on into the port it wraps).  While a port of the switch
+needs such a notify (``VPort.c_plain``), the C fast path leaves the
+switch's TX syncs to Python, so those notifies run as before, in the
+sending sync.
+
+The daemon changes the switch and the ports' C views (attach, detach,
+rings that come and go, netmap mode) only under the same lock
+(``Bridge.locked``), and a ring leaves the view before its memory goes.
+The C structs of the switches are allocated once per daemon
+(``Switches``) and never freed: a C sync may look at its port's switch
+before it takes that lock.
 """
 
+from contextlib import contextmanager
 
 from nmfuse._helper import ffi, lib
 
@@ -73,7 +88,8 @@ class Bridge:
         self.core = switches.core
         self.index = index
         self.name = name
-        self.c = ffi.new("struct nmh_vale_bridge *")
+        self.c = switches.c + index     # the slot's C switch, reset (and its lock kept)
+        lib.nmh_vale_bridge_reset(self.c)
         self.out = ffi.new("uint16_t[4096]")
         self.ports: list = [None] * NM_BDG_MAXPORTS
         # active port indexes first, then the free ones (freed last, reused first)
@@ -92,15 +108,35 @@ class Bridge:
                 return port
         return None
 
+    @contextmanager
+    def locked(self):
+        """Hold the switch's lock: no flush runs meanwhile (see the module
+        docstring)."""
+        lib.nmh_vale_lock(self.c)
+        try:
+            yield
+        finally:
+            lib.nmh_vale_unlock(self.c)
+
+    def c_refresh(self) -> None:
+        """Count again the ports whose RX rings need Python when the switch
+        fills them (``struct nmh_vale_bridge.python``)."""
+        with self.locked():
+            self.c.python = sum(1 for port in self.active_ports() if port is not None and not port.c_plain())
+
     def attach(self, port) -> None:
         """Give ``port`` the next free index."""
         idx = self.port_index[self.active]
-        self.ports[idx] = port
-        self.c.ports[idx] = port.cport
-        self.active += 1
-        self._sync()
-        port.bridge, port.bdg_port = self, idx
-        port.cport.last_smac = (1 << 64) - 1
+        with self.locked():
+            self.ports[idx] = port
+            self.c.ports[idx] = port.cport
+            self.active += 1
+            self._sync()
+            port.bridge, port.bdg_port = self, idx
+            port.cport.last_smac = (1 << 64) - 1
+            port.cport.me = idx
+            port.cport.bridge = self.c
+        self.c_refresh()
 
     def detach(self, hw: int, sw: int = -1) -> None:
         """Remove the ports at indexes hw and sw (netmap_bdg_detach_common):
@@ -119,14 +155,17 @@ class Bridge:
                 sw = -1
             else:
                 i += 1
-        for idx in tmp[lim:self.active]:
-            port = self.ports[idx]
-            if port is not None:
-                port.bridge, port.bdg_port = None, -1
-            self.ports[idx] = None
-            self.c.ports[idx] = ffi.NULL
-        self.active = lim
-        self._sync()
+        with self.locked():
+            for idx in tmp[lim:self.active]:
+                port = self.ports[idx]
+                if port is not None:
+                    port.bridge, port.bdg_port = None, -1
+                    port.cport.bridge = ffi.NULL
+                self.ports[idx] = None
+                self.c.ports[idx] = ffi.NULL
+            self.active = lim
+            self._sync()
+        self.c_refresh()
         self.free_if_empty()
 
     def free_if_empty(self) -> None:
@@ -141,8 +180,8 @@ class Bridge:
             self.c.port_index[j] = self.port_index[j]
 
     def deliver(self, nout: int) -> None:
-        """After a flush: publish the new hwtail of each destination ring
-        the C loop listed, and notify it."""
+        """After a flush from Python: notify each destination ring the C
+        loop listed (``VPort.notify``)."""
         for e in ffi.unpack(self.out, nout):  # a copy: notify may flush again
             port = self.ports[e >> 4]
             if port is None:
@@ -150,7 +189,6 @@ class Bridge:
             kring = port.rx_kring(e & 0xF)
             if kring is None:
                 continue
-            kring.hwtail = port.cport.rx[e & 0xF].hwtail
             kring.adapter.notify(kring)
 
 
@@ -160,6 +198,10 @@ class Switches:
     def __init__(self, core):
         self.core = core
         self.bridges: list[Bridge | None] = [None] * NM_BRIDGES
+        # one C switch per slot, for the daemon's life (see the module docstring)
+        self.c = ffi.new("struct nmh_vale_bridge[]", NM_BRIDGES)
+        for i in range(NM_BRIDGES):
+            lib.nmh_vale_bridge_init(self.c + i)
 
     def find(self, name: str, create: bool, prefixlen: int = len(NM_BDG_NAME)) -> Bridge | None:
         """The switch a port name belongs to (nm_find_bridge); a new one in
