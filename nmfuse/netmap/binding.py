@@ -190,8 +190,10 @@ def _fast_install(binding: Binding) -> None:
     decline each request that would sync a ring whose sync is not C."""
     adapter = binding.adapter
     hooks = adapter.core.fast_hooks
+    krings = list(binding.all_krings())
+    # a binding with no rings (NR_REG_NULL) has nothing Python must sync: C answers it
     if hooks is None or binding.csb is not None or adapter.c_sync == lib.NMH_SYNC_PYTHON or \
-            all(k.c.c_sync == lib.NMH_SYNC_PYTHON for k in binding.all_krings()):
+            (krings and all(k.c.c_sync == lib.NMH_SYNC_PYTHON for k in krings)):
         return
     tx = helper_ffi.new("struct nmh_kring *[]", [k.c for k in binding.krings(TX)] or 1)
     rx = helper_ffi.new("struct nmh_kring *[]", [k.c for k in binding.krings(RX)] or 1)

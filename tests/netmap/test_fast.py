@@ -13,7 +13,7 @@ from nmfuse._helper import lib
 
 from nmfuse.abi.fuse import Opcode, PollFlag
 from nmfuse.abi.fuse import ffi as fuse_ffi
-from nmfuse.abi.netmap import Ioctl, RegFlag
+from nmfuse.abi.netmap import Ioctl, RegFlag, RegMode
 from nmfuse.dev.hooks import RequestHooks
 from nmfuse.dev.hooks import ffi as hooks_ffi
 from nmfuse.dev.hooks import lib as hooks_lib
@@ -235,6 +235,17 @@ def test_only_bindings_whose_rings_sync_in_c_get_hooks(hooked):
     assert h.dev.bindings[a].fast is None
     assert in_c(h, fuse(Opcode.IOCTL, fh=a, cmd=Ioctl.NIOCTXSYNC)) is None
     assert in_c(h, fuse(Opcode.IOCTL, fh=b, cmd=Ioctl.NIOCTXSYNC)) is None   # not bound
+
+
+def test_a_binding_without_rings_is_answered_in_c(hooked):
+    # NR_REG_NULL binds no ring: its syncs have nothing to do, and C answers
+    # them as netmap does (0), as the empty-sync benchmark relies on
+    h = hooked
+    fh = h.open()
+    assert h.register(fh, "nrt", mode=RegMode.NULL)[0] == 0
+    assert h.dev.bindings[fh].fast is not None
+    assert c_sync(h, fh, Ioctl.NIOCTXSYNC) == 0
+    assert c_sync(h, fh, Ioctl.NIOCRXSYNC) == 0
 
 
 def test_csb_mode_and_unbinding_leave_it_to_python(hooked):
