@@ -19,6 +19,18 @@
 
 typedef int (*nmh_notify_fn)(void *, uint64_t);
 
+/* Leave ring k to the waker (FastWaker.wake_flagged, under the core lock):
+ * flag it and signal the waker's eventfd. */
+static void flag_ring(int wake_fd, struct nmh_kring *k)
+{
+    uint64_t one = 1;
+
+    __atomic_store_n(&k->wake, 1, __ATOMIC_SEQ_CST);
+    if (wake_fd >= 0 && write(wake_fd, &one, sizeof one) < 0) {
+        /* an eventfd write fails only at its counter's maximum: already signalled */
+    }
+}
+
 /* A ring a C sync moved: wake its pollers.  Armed, the handles in kh[]
  * are complete and are woken here, once (the kernel polls again, and a
  * poll that still waits arms the ring again); while Python is busy with
@@ -26,7 +38,6 @@ typedef int (*nmh_notify_fn)(void *, uint64_t);
  * binding's waker (Python, under the core lock) wakes them. */
 static void wake_ring(void *notify, void *notify_ctx, int wake_fd, struct nmh_kring *k)
 {
-    uint64_t one = 1;
     uint32_t w = __atomic_load_n(&k->waiting, __ATOMIC_SEQ_CST);
 
     if (w == NMH_WAIT_NONE)
@@ -41,29 +52,13 @@ static void wake_ring(void *notify, void *notify_ctx, int wake_fd, struct nmh_kr
         }
     }
     /* busy, being armed, changed meanwhile, or too many pollers: the waker */
-    if (wake_fd >= 0) {
-        __atomic_store_n(&k->wake, 1, __ATOMIC_SEQ_CST);
-        if (write(wake_fd, &one, sizeof one) < 0) {
-            /* an eventfd write fails only at its counter's maximum: already signalled */
-        }
-    }
+    if (wake_fd >= 0)
+        flag_ring(wake_fd, k);
 }
 
 static void moved(const struct nmh_fast_binding *b, struct nmh_kring *k)
 {
     wake_ring(b->notify, b->notify_ctx, b->wake_fd, k);
-}
-
-/* A ring whose notify is Python's (a monitor or a bwrap took it over): the
- * waker runs it (FastWaker.wake_flagged, under the core lock). */
-static void flag_ring(const struct nmh_fast_binding *b, struct nmh_kring *k)
-{
-    uint64_t one = 1;
-
-    __atomic_store_n(&k->wake, 1, __ATOMIC_SEQ_CST);
-    if (b->wake_fd >= 0 && write(b->wake_fd, &one, sizeof one) < 0) {
-        /* an eventfd write fails only at its counter's maximum: already signalled */
-    }
 }
 
 /* A destination ring a VALE flush filled (under the switch's lock): its
@@ -77,7 +72,7 @@ static void vale_moved(void *ctx, struct nmh_kring *k)
     if (__atomic_load_n(&k->c_sync, __ATOMIC_RELAXED) == NMH_SYNC_VALE)
         moved(b, k);
     else
-        flag_ring(b, k);
+        flag_ring(b->wake_fd, k);   /* its notify is Python's (a monitor or a bwrap took it over) */
 }
 
 /* The driver's per-slot work, by nmh_kring.c_sync. */

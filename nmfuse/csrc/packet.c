@@ -337,12 +337,6 @@ struct nmh_pkt_txq_priv {
     pthread_cond_t idle;    /* the thread caught up */
 };
 
-/* The slots before done are free again: TX ring k's tail. */
-static void nmh_pkt_tx_reclaim(struct nmh_kring *k, uint32_t done)
-{
-    k->nr_hwtail = done ? done - 1 : k->nkr_num_slots - 1;
-}
-
 /* Progress a sync asked to hear of: published as the ring's tail (the
  * completion a NIC signals; a sync holding the ring publishes it itself),
  * the pollers C left waiting woken, and the eventfd written (Python's
@@ -354,7 +348,7 @@ static void nmh_pkt_txq_signal(struct nmh_pkt_txq *q)
     if (k != NULL) {
         if (nmh_kring_tryget(k) == 0) {
             if (k->driver != NULL && k->ring != NULL && !((struct nmh_pkt_ring *)k->driver)->gone) {
-                nmh_pkt_tx_reclaim(k, nmh_pkt_txq_done(q));
+                nmh_tx_reclaim(k, nmh_pkt_txq_done(q));
                 nmh_sync_finalize(k);
             }
             nmh_kring_put(k);
@@ -510,7 +504,7 @@ int nmh_pkt_txsync(struct nmh_kring *k)
 
     if (p->gone) {
         k->nr_hwcur = k->rhead;             /* nothing can leave any more */
-        k->nr_hwtail = k->nr_hwcur ? k->nr_hwcur - 1 : n - 1;
+        nmh_tx_reclaim(k, k->nr_hwcur);
         return ENXIO;
     }
     if (k->nr_hwcur != p->pushed) {          /* the core reset the ring */
@@ -522,7 +516,7 @@ int nmh_pkt_txsync(struct nmh_kring *k)
         k->nr_hwcur = p->pushed = k->rhead;
     }
     done = nmh_pkt_txq_done(q);
-    nmh_pkt_tx_reclaim(k, done);
+    nmh_tx_reclaim(k, done);
     if (done != k->nr_hwcur)
         nmh_pkt_txq_want(q, done);          /* frames in flight: hear of progress */
     e = q->io.last_error;
@@ -541,7 +535,7 @@ int nmh_pkt_rxsync(struct nmh_kring *k)
     struct nmh_pkt_ring *p = k->driver;
     struct nmh_tap_io *io = &p->io;
     uint32_t n = k->nkr_num_slots, room;
-    uint64_t packets = io->packets, bytes = io->bytes, drops = io->drops;
+    struct nmh_tap_io before = *io;
 
     k->nr_hwcur = k->rhead;
     if (p->gone)
@@ -550,14 +544,12 @@ int nmh_pkt_rxsync(struct nmh_kring *k)
     k->nr_hwtail = nmh_pkt_rx(io, p->rx, k->ring->slot, n, k->nr_hwtail, room);
     if (io->error == EINVAL)
         k->stats_errors++;                  /* a free slot with a bad buffer: the program broke the ring */
-    if (io->packets == packets && io->error == EAGAIN) {
+    if (io->packets == before.packets && io->error == EAGAIN) {
         int e = nmh_sock_error(p->rx->fd);
         if (e)
             __atomic_store_n(&k->driver_error, e, __ATOMIC_RELEASE);
     }
-    k->stats_packets += io->packets - packets;
-    k->stats_bytes += io->bytes - bytes;
-    k->stats_drops += io->drops - drops;
+    nmh_tap_io_count(k, io, &before);
     return 0;
 }
 

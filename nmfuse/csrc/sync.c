@@ -57,6 +57,11 @@ uint32_t nmh_rxsync_prologue(struct nmh_kring *k, uint32_t head, uint32_t cur)
     return head;
 }
 
+void nmh_tx_reclaim(struct nmh_kring *k, uint32_t upto)
+{
+    k->nr_hwtail = upto ? upto - 1 : k->nkr_num_slots - 1;
+}
+
 void nmh_sync_finalize(struct nmh_kring *k)
 {
     k->ring->tail = k->rtail = k->nr_hwtail;

@@ -70,6 +70,9 @@ struct nmh_kring {
  * every slot but one free. */
 void nmh_kring_reset(struct nmh_kring *k);
 
+/* TX ring k's slots before `upto` are free again: its tail is upto - 1. */
+void nmh_tx_reclaim(struct nmh_kring *k, uint32_t upto);
+
 /* lo <= head <= cur <= hi on a ring of n slots, where [lo, hi] may wrap:
  * the window both prologues check. */
 int nmh_in_window(uint32_t head, uint32_t cur, uint32_t lo, uint32_t hi, uint32_t n);

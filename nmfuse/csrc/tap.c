@@ -272,6 +272,12 @@ uint32_t nmh_tap_rx(struct nmh_tap_io *io, struct nmh_tap_rxq *q, int fd, struct
     return tail;
 }
 
+void nmh_tap_io_count(struct nmh_kring *k, const struct nmh_tap_io *io, const struct nmh_tap_io *before)
+{
+    k->stats_packets += io->packets - before->packets;
+    k->stats_bytes += io->bytes - before->bytes;
+    k->stats_drops += io->drops - before->drops;
+}
 
 int nmh_tap_txsync(struct nmh_kring *k)
 {
@@ -280,7 +286,7 @@ int nmh_tap_txsync(struct nmh_kring *k)
     uint32_t n = k->nkr_num_slots;
 
     if (k->nr_hwcur != k->rhead) {
-        uint64_t packets = io->packets, bytes = io->bytes, drops = io->drops;
+        struct nmh_tap_io before = *io;
         int mode = p->gone ? NMH_TAP_DISCARD : NMH_TAP_SEND;
 
         for (uint32_t i = 0; i < p->nhost && mode == NMH_TAP_SEND; i++)
@@ -288,12 +294,10 @@ int nmh_tap_txsync(struct nmh_kring *k)
                 mode = NMH_TAP_DISCARD;
         io->error = io->last_error = 0;
         k->nr_hwcur = nmh_tap_tx(io, p->fd, k->ring->slot, n, k->nr_hwcur, k->rhead, mode);
-        k->stats_packets += io->packets - packets;
-        k->stats_bytes += io->bytes - bytes;
-        k->stats_drops += io->drops - drops;
+        nmh_tap_io_count(k, io, &before);
         if (io->error == EAGAIN || io->error == EBADFD || io->last_error == EBADFD)
             __atomic_store_n(&k->driver_error, io->error == EAGAIN ? EAGAIN : EBADFD, __ATOMIC_RELEASE);
     }
-    k->nr_hwtail = k->nr_hwcur ? k->nr_hwcur - 1 : n - 1;
+    nmh_tx_reclaim(k, k->nr_hwcur);
     return p->gone ? ENXIO : 0;
 }

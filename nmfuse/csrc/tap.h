@@ -61,6 +61,10 @@ struct nmh_tap_io {
     int last_error;         /* errno of the last frame the kernel refused */
 };
 
+/* Add what `io` counted since `before` (a copy of it taken before the
+ * I/O) to ring k's packet, byte and drop counters. */
+void nmh_tap_io_count(struct nmh_kring *k, const struct nmh_tap_io *io, const struct nmh_tap_io *before);
+
 /* A TAP hardware TX ring's sync, in C (nmh_kring.c_sync NMH_SYNC_TAP,
  * nmh_kring.driver -> this): the one implementation the Python driver and
  * the C fast path both call, under the ring's busy lock.  The driver keeps

@@ -338,7 +338,7 @@ uint32_t nmh_vale_txsync(struct nmh_kring *k, const struct nmh_vale_tx *t, nmh_v
         }
     }
     k->nr_hwcur = head;
-    k->nr_hwtail = head == 0 ? n - 1 : head - 1;
+    nmh_tx_reclaim(k, head);
     return nout;
 }
 
