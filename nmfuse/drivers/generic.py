@@ -51,7 +51,6 @@ changed (a down interface stays down: its frames are dropped).
 import errno
 import logging
 import os
-import time
 from contextlib import ExitStack
 from functools import partial
 
@@ -172,15 +171,13 @@ class GenericAdapter(Adapter):
         """Take the C sync state away from the krings; a C sync running on
         one (the fast path needs no core lock) finishes first."""
         for kring, _ in self._hw_krings():
-            while lib.nmh_kring_tryget(kring.c) < 0:
-                time.sleep(0.0001)
-            if kring.is_tx:
-                self.txq[kring.index].state.kring = ffi.NULL
-                kring.c.c_notify = 0
-            else:
-                kring.wait_on(None)
-            kring.c.driver = ffi.NULL
-            lib.nmh_kring_put(kring.c)
+            with kring.held():
+                if kring.is_tx:
+                    self.txq[kring.index].state.kring = ffi.NULL
+                    kring.c.c_notify = 0
+                else:
+                    kring.wait_on(None)
+                kring.c.driver = ffi.NULL
         self._c_rings = []
 
     def _close(self) -> None:

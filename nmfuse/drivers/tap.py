@@ -100,8 +100,7 @@ persistent TAP is left as its owner set it.
 import errno
 import logging
 import os
-import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from functools import partial
 from weakref import WeakKeyDictionary
 
@@ -251,14 +250,14 @@ class TapAdapter(Adapter):
         """Tell the C state what changed (queues re-attached, header),
         each ring held so that no C sync runs on it meanwhile."""
         for i, st in enumerate(self._c_rings):
-            with _held(self.krings[TX][i]):
+            with self.krings[TX][i].held():
                 st.fd = self.fds[i] if i < len(self.fds) else -1
                 st.io.hdrlen = self.virt_hdr_len
 
     def _c_detach(self) -> None:
         """Take the C sync state away (each ring held: a C sync finishes first)."""
         for kring, _ in zip(self.krings[TX] if self.krings else (), self._c_rings):
-            with _held(kring):
+            with kring.held():
                 kring.c.driver = ffi.NULL
         self._c_rings, self._c_host = [], None
 
@@ -455,24 +454,12 @@ class TapAdapter(Adapter):
             txs = [self.krings[TX][q]] + [k for k in self._host(TX) if self._host_tx_fd(k) == self.fds[q]]
             for kring in txs:
                 if kring.ring is not None and kring.hwcur != kring.rhead:
-                    with _held(kring):   # C syncs run without the core lock
+                    with kring.held():   # C syncs run without the core lock
                         self.txsync(kring)
                     self.notify(kring)
         if events & READ:
             kring = self._host_rx_for_queue(q) if self.stack_on_host() else self.krings[RX][q]
             self.notify(kring)
-
-
-@contextmanager
-def _held(kring):
-    """Hold ``kring`` as a sync does (netmap's nm_kr_tryget, waiting for a
-    C sync in flight: they are short)."""
-    while lib.nmh_kring_tryget(kring.c) < 0:
-        time.sleep(0.0001)
-    try:
-        yield
-    finally:
-        lib.nmh_kring_put(kring.c)
 
 
 def lookup(core, name: str, reg, create: bool, mem_given):

@@ -224,9 +224,7 @@ def _fast_remove(binding: Binding) -> None:
         core.fast_hooks.remove(binding.fh)
         core.fast_waker.bindings.discard(binding)
         for kring in binding.all_krings():   # a wake the waker has not run yet
-            FastWaker.wake_flagged(kring)
-            for other in kring.adapter.c_moves(kring):
-                FastWaker.wake_flagged(other)
+            FastWaker.wake_moved(kring)
         binding.fast, binding._fast_keep = None, ()
 
 

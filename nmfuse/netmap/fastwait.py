@@ -42,9 +42,7 @@ class FastWaker:
             with self.core.lock:
                 for binding in list(self.bindings):
                     for kring in binding.all_krings():
-                        self.wake_flagged(kring)
-                        for other in kring.adapter.c_moves(kring):
-                            self.wake_flagged(other)
+                        self.wake_moved(kring)
 
     @staticmethod
     def wake_flagged(kring) -> None:
@@ -53,6 +51,14 @@ class FastWaker:
         if kring is not None and kring.c.wake:
             kring.c.wake = 0
             kring.adapter.notify(kring)
+
+    @classmethod
+    def wake_moved(cls, kring) -> None:
+        """Notify the flagged rings among ``kring`` and those its C sync
+        may move (``Adapter.c_moves``)."""
+        cls.wake_flagged(kring)
+        for other in kring.adapter.c_moves(kring):
+            cls.wake_flagged(other)
 
 
 class CWaiter:

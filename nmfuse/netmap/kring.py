@@ -30,6 +30,9 @@ them and calls the saved ones, as netmap does; ``mon`` holds a monitor's
 state for the ring.
 """
 
+import time
+from contextlib import contextmanager
+
 from nmfuse._helper import ffi, lib
 
 TX, RX = 0, 1
@@ -178,6 +181,20 @@ class Kring:
     users = _CField("Bindings using the ring.")
     stats_bytes = _CField("Bytes of the frames synced (drivers that count them).")
     stats_drops = _CField("Frames the driver dropped.")
+
+    @contextmanager
+    def held(self):
+        """Hold the ring as a sync does (netmap's nm_kr_tryget), waiting
+        out a C sync in flight (they are short): a driver changes what its
+        C sync uses, or syncs outside a request, only so, since C syncs run
+        without the core lock."""
+        while lib.nmh_kring_tryget(self.c) < 0:
+            time.sleep(0.0001)
+        try:
+            yield
+        finally:
+            lib.nmh_kring_put(self.c)
+
     def reset_pointers(self) -> None:
         """Put the kernel's view back at the start: an empty RX ring, a TX ring
         with every slot but one free."""

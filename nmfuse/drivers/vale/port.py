@@ -192,10 +192,6 @@ class ValePort(VPort):
 
     def __init__(self, core, name: str, persistent: bool = False, **geometry):
         super().__init__(core, name, **geometry)
-        # the switch reads a sender's frames and writes a receiver's in each one's memory
-        self.cport.bufs = self.mem.region.base + self.mem.bufs.offset
-        self.cport.buf_size = self.mem.bufs.objsize
-        self.cport.objtotal = self.mem.bufs.objtotal
         self.persistent = persistent
         self.ifname = name          # a persistent port's own name
 
