@@ -19,7 +19,7 @@ from nmfuse.abi.netmap import Ioctl, RegFlag, RegMode, ReqType
 from nmfuse.dev.hooks import RequestHooks
 from tests.drivers.conftest import BCAST, add_nic, attach, ctrl, frame, open_port
 from tests.netmap.conftest import CALLER
-from tests.netmap.test_fast import c_poll, c_sync, fuse, in_c
+from tests.netmap.test_fast import c_poll, c_sync, fuse, in_c, wakeups
 
 A, B = "02:00:00:00:00:0a", "02:00:00:00:00:0b"
 
@@ -105,9 +105,7 @@ def test_frames_cross_the_switch_through_c_as_through_python(hooked):
 
 def test_a_c_poll_on_a_vale_rx_ring_is_woken_by_a_c_flush_from_another_port(hooked):
     h = hooked
-    r, w = os.pipe()
-    h.core.fast_hooks.set_notify_fd(w)
-    try:
+    with wakeups(h) as r:
         a, b = open_port(h, "vale0:a"), open_port(h, "vale0:b")
         assert c_poll(h, b.fh, select.POLLIN) == 0          # nothing yet: waits in C
         kring = b.adapter.krings[1][0]
@@ -118,27 +116,17 @@ def test_a_c_poll_on_a_vale_rx_ring_is_woken_by_a_c_flush_from_another_port(hook
         assert h.woken == [], "woken from C, not by Python"
         assert c_poll(h, b.fh, select.POLLIN) == select.POLLIN
         assert take(h, b) == [frame(BCAST, A)]
-    finally:
-        h.core.fast_hooks.set_notify_fd(-1)
-        os.close(r)
-        os.close(w)
 
 
 def test_a_python_poll_is_woken_by_a_c_flush(hooked):
     h = hooked
-    r, w = os.pipe()
-    h.core.fast_hooks.set_notify_fd(w)
-    try:
+    with wakeups(h) as r:
         a, b = open_port(h, "vale0:a"), open_port(h, "vale0:b")
         assert h.dev.poll(CALLER, b.fh, select.POLLIN, 31) == 0     # Python arms the wake-up
         put(a, [frame(BCAST, A)])
         assert c_sync(h, a.fh, Ioctl.NIOCTXSYNC) == 0
         assert os.read(r, 64)[16:] == (31).to_bytes(8, "little"), "Python's poll handle woken from C"
         assert h.woken == []
-    finally:
-        h.core.fast_hooks.set_notify_fd(-1)
-        os.close(r)
-        os.close(w)
 
 
 def test_a_monitored_port_takes_the_switchs_tx_syncs_back_to_python(hooked):

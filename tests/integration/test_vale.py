@@ -166,6 +166,18 @@ def test_taps_ping_each_other_and_a_vale_port_through_the_switch(tmp_path):
     assert code == 0, m.output()
 
 
+def _all_back(mount, before: dict) -> dict:
+    """Once every client's file is closed: no port is left and the pools
+    hold what they held in ``before``.  Returns the status then."""
+    deadline = time.monotonic() + 20
+    while mount.status()["open_files"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    after = mount.status()
+    assert after["ports"] == [] and after["open_files"] == 0, after
+    assert {k: p["used"] for k, p in after["pools"].items()} == {k: p["used"] for k, p in before["pools"].items()}
+    return after
+
+
 def test_vale_ports_sync_and_wait_in_c_between_processes(mount):
     # Sender and receiver both wait in poll: their syncs, polls and the
     # receiver's wake-ups are the C path's (answered_in_c); every frame
@@ -178,12 +190,7 @@ def test_vale_ports_sync_and_wait_in_c_between_processes(mount):
     mount.run(client("nm-send"), "-i", "netmap:vale3:a", "-n", str(n), "-w", "poll", "-r", "200000", timeout=120)
     (got,) = results(mount, [recv])
     assert got["pkts"] > 0 and got["pkts"] + got["lost"] <= n, got
-    deadline = time.monotonic() + 20
-    while mount.status()["open_files"] and time.monotonic() < deadline:
-        time.sleep(0.1)
-    after = mount.status()
-    assert after["ports"] == [] and after["open_files"] == 0, after
-    assert {k: p["used"] for k, p in after["pools"].items()} == {k: p["used"] for k, p in before["pools"].items()}
+    after = _all_back(mount, before)
     # at least a sync or a poll per 256-frame batch of the sender went through C
     assert after["answered_in_c"] - before["answered_in_c"] >= n // 256, (before, after)
 
@@ -215,10 +222,5 @@ def test_attach_and_detach_while_c_flushes_run_lose_no_buffer(mount):
     (got,) = results(mount, [recv])
     assert got["pkts"] > 0, got
     assert vale(mount, "-r", "v4").returncode == 0
-    deadline = time.monotonic() + 20
-    while mount.status()["open_files"] and time.monotonic() < deadline:
-        time.sleep(0.1)
-    after = mount.status()
-    assert after["ports"] == [] and after["open_files"] == 0, after
-    assert {k: p["used"] for k, p in after["pools"].items()} == {k: p["used"] for k, p in before["pools"].items()}
+    after = _all_back(mount, before)
     assert after["answered_in_c"] > before["answered_in_c"]

@@ -7,6 +7,7 @@ busy ring is skipped, and that unbinding removes them."""
 import os
 import select
 import time
+from contextlib import contextmanager
 
 import pytest
 from nmfuse._helper import lib
@@ -68,6 +69,20 @@ def c_poll(h, fh, events, notify=True) -> int | None:
     body = in_c(h, fuse(Opcode.POLL, fh=fh, kh=5, flags=PollFlag.SCHEDULE_NOTIFY if notify else 0,
                         events=events))
     return None if body is None else fuse_ffi.cast("struct fuse_poll_out *", fuse_ffi.from_buffer(body)).revents
+
+
+@contextmanager
+def wakeups(h):
+    """The FUSE poll wake-ups the device layer writes, readable from the
+    pipe yielded (kh at bytes 16..24 of each)."""
+    r, w = os.pipe()
+    h.core.fast_hooks.set_notify_fd(w)
+    try:
+        yield r
+    finally:
+        h.core.fast_hooks.set_notify_fd(-1)
+        os.close(r)
+        os.close(w)
 
 
 def ring_state(ring, initial):
@@ -169,34 +184,27 @@ def test_too_many_pollers_for_c_go_to_python(hooked):
 
 def test_the_c_waiter_wakes_a_poller_when_the_rings_fd_fires(hooked):
     h = hooked
-    r, w = os.pipe()
-    efd = os.eventfd(0, os.EFD_NONBLOCK)
-    h.core.fast_hooks.set_notify_fd(w)
-    try:
-        fh, _ = bound(h, "wf", nr_rx_rings=1)
-        kring = h.dev.bindings[fh].krings(1)[0]
-        lib.nmh_kring_tryget(kring.c)
-        kring.wait_on(efd)                               # as a driver whose fd says "can move"
-        lib.nmh_kring_put(kring.c)
-        assert kring.c.watched == 1
-        assert c_poll(h, fh, select.POLLIN) == 0
-        os.eventfd_write(efd, 1)
-        got = os.read(r, 64)                             # written by the waiter thread
-        assert got[16:] == (5).to_bytes(8, "little"), "a FUSE poll wake-up for kh 5"
-        kring.wait_on(None)
-        assert kring.c.watched == 0 and kring.c.wait_fd == -1
-    finally:
-        h.core.fast_hooks.set_notify_fd(-1)
-        os.close(r)
-        os.close(w)
-        os.close(efd)
+    with wakeups(h) as r:
+        efd = os.eventfd(0, os.EFD_NONBLOCK)
+        try:
+            fh, _ = bound(h, "wf", nr_rx_rings=1)
+            kring = h.dev.bindings[fh].krings(1)[0]
+            with kring.held():
+                kring.wait_on(efd)                           # as a driver whose fd says "can move"
+            assert kring.c.watched == 1
+            assert c_poll(h, fh, select.POLLIN) == 0
+            os.eventfd_write(efd, 1)
+            got = os.read(r, 64)                             # written by the waiter thread
+            assert got[16:] == (5).to_bytes(8, "little"), "a FUSE poll wake-up for kh 5"
+            kring.wait_on(None)
+            assert kring.c.watched == 0 and kring.c.wait_fd == -1
+        finally:
+            os.close(efd)
 
 
 def test_a_c_poll_waiting_on_a_pipe_is_woken_by_the_peers_c_sync(hooked, c_pipes):
     h = hooked
-    r, w = os.pipe()
-    h.core.fast_hooks.set_notify_fd(w)
-    try:
+    with wakeups(h) as r:
         (a, tx), (b, _) = pipe(h, "cw")
         assert c_poll(h, b, select.POLLIN) == 0          # waits in C
         tx.slot[0].len = 60
@@ -204,10 +212,6 @@ def test_a_c_poll_waiting_on_a_pipe_is_woken_by_the_peers_c_sync(hooked, c_pipes
         assert c_sync(h, a, Ioctl.NIOCTXSYNC) == 0
         assert os.read(r, 64)[16:] == (5).to_bytes(8, "little")
         assert c_poll(h, b, select.POLLIN) == select.POLLIN
-    finally:
-        h.core.fast_hooks.set_notify_fd(-1)
-        os.close(r)
-        os.close(w)
 
 
 def test_a_busy_ring_is_skipped_by_both_paths(hooked):
@@ -312,9 +316,7 @@ def test_c_pipe_syncs_leave_the_rings_python_leaves(hooked, c_pipes):
 
 def test_a_c_pipe_sync_wakes_the_peer_poller_itself(hooked, c_pipes):
     h = hooked
-    r, w = os.pipe()
-    h.core.fast_hooks.set_notify_fd(w)
-    try:
+    with wakeups(h) as r:
         (a, tx), (b, _) = pipe(h, "wp")
         assert h.dev.poll(CALLER, b, select.POLLIN, 77) == 0     # Python arms the wake-up
         tx.slot[0].len = 60
@@ -328,10 +330,6 @@ def test_a_c_pipe_sync_wakes_the_peer_poller_itself(hooked, c_pipes):
         tx.head = tx.cur = 2
         assert c_sync(h, a, Ioctl.NIOCTXSYNC) == 0
         assert h.core.fast_hooks.notified == 1
-    finally:
-        h.core.fast_hooks.set_notify_fd(-1)
-        os.close(r)
-        os.close(w)
 
 
 def test_a_move_while_python_polls_goes_to_the_waker(hooked, c_pipes):
