@@ -15,6 +15,10 @@
  *  - with -c the pattern is checked too; a bad header or pattern counts as
  *    corrupted.
  *
+ * With -z the frames are not read at all: slots, frames (chains) and bytes
+ * are counted from the slots, as netmap's pkt-gen receives by default (the
+ * sender's nm-send -z repeats sequence numbers).
+ *
  * Exit status 0 only if -n count frames arrived (when given) and, with -c,
  * nothing was lost, duplicated or corrupted.
  */
@@ -41,6 +45,7 @@ struct receiver {
     int mode;
     double idle_s;
     int check;
+    int blind;                  /* -z: count slots, never read a frame */
     uint64_t seed;
     uint16_t ethertype;
 
@@ -59,8 +64,9 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: nm-recv -i PORT [-n count] [-w poll|select|ioctl] [-T idle_timeout_s=10]\n"
-            "               [-c] [-p seed] [-e ethertype] [-L] [-j]\n"
+            "               [-c | -z] [-p seed] [-e ethertype] [-L] [-j]\n"
             "  -c  check every payload byte      -T 0  wait forever\n"
+            "  -z  count slots and lengths only, never read a frame (pkt-gen's way)\n"
             "  -L  register with the legacy NIOCREGIF\n"
             "  -j  also print a JSON summary line\n");
     exit(2);
@@ -151,6 +157,16 @@ static void drain_ring(struct receiver *r, struct netmap_ring *ring, struct chai
         size_t len = slot->len < ring->nr_buf_size ? slot->len : ring->nr_buf_size;
 
         r->slots++;
+        if (r->blind) {
+            r->bytes += len;
+            c->frags++;
+            if (!(slot->flags & NS_MOREFRAG)) {
+                r->frames++;
+                r->multislot += c->frags > 1;
+                c->frags = 0;
+            }
+            continue;
+        }
         if (c->frags == 0 && !(slot->flags & NS_MOREFRAG)) {
             frame(r, data, len);
             continue;
@@ -261,9 +277,10 @@ int main(int argc, char **argv)
     r.idle_s = 10;
     r.ethertype = NMP_FRAME_ETHERTYPE;
 
-    while ((opt = nmp_loop_getopt(argc, argv, "i:n:w:T:cp:e:Ljh", &r.spec, &r.count, &r.mode, &r.idle_s)) != -1) {
+    while ((opt = nmp_loop_getopt(argc, argv, "i:n:w:T:czp:e:Ljh", &r.spec, &r.count, &r.mode, &r.idle_s)) != -1) {
         switch (opt) {
         case 'c': r.check = 1; break;
+        case 'z': r.blind = 1; break;
         case 'p': r.seed = strtoull(optarg, NULL, 0); break;
         case 'e': r.ethertype = (uint16_t)strtoul(optarg, NULL, 0); break;
         case 'L': flags |= NMP_LEGACY; break;
@@ -271,7 +288,7 @@ int main(int argc, char **argv)
         default: usage();
         }
     }
-    if (r.spec == NULL || optind != argc || r.idle_s < 0)
+    if (r.spec == NULL || optind != argc || r.idle_s < 0 || (r.check && r.blind))
         usage();
 
     nmp_catch_stop_signals();
@@ -294,9 +311,10 @@ int main(int argc, char **argv)
         printf(",\"pkts\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"slots\":%" PRIu64
                ",\"multislot\":%" PRIu64 ",\"seconds\":%.6f,\"pps\":%.1f,\"lost\":%" PRIu64
                ",\"dup\":%" PRIu64 ",\"ooo\":%" PRIu64 ",\"corrupt\":%" PRIu64 ",\"other\":%" PRIu64
-               ",\"next_seq\":%" PRIu64 ",\"checked\":%s,\"wait\":\"%s\",\"mem_id\":%u,\"ok\":%s}\n",
+               ",\"next_seq\":%" PRIu64 ",\"checked\":%s,\"read\":%s,\"wait\":\"%s\",\"mem_id\":%u,\"ok\":%s}\n",
                r.frames, r.bytes, r.slots, r.multislot, secs, pps, r.lost, r.dup, r.late, r.corrupt,
-               r.other, r.next, r.check ? "true" : "false", nmp_wait_mode_name(r.mode),
+               r.other, r.next, r.check ? "true" : "false", r.blind ? "false" : "true",
+               nmp_wait_mode_name(r.mode),
                r.port.reg.nr_mem_id, status == 0 ? "true" : "false");
     }
     fflush(stdout);

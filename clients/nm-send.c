@@ -13,6 +13,12 @@
  * span several slots chained with NS_MOREFRAG.  With -E the frames are built
  * in extra buffers and swapped into the slots (NS_BUF_CHANGED).  At the end
  * it waits until every TX ring has handed all its slots back.
+ *
+ * With -z a buffer's frame is written only the first time the buffer is
+ * sent (or when its slot says NS_BUF_CHANGED); after that the slot goes out
+ * with the bytes it holds, as netmap's pkt-gen sends by default.  Sequence
+ * numbers then repeat, so the receiver counts with nm-recv -z.  What is
+ * measured is the device, not the writing of the frames.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -40,11 +46,15 @@ struct sender {
     size_t frag_len;        /* bytes per slot actually used */
     unsigned nfrags;        /* slots per frame */
     unsigned char *scratch; /* frame being split into fragments */
+    int reuse;              /* -z: write a buffer's frame once */
+    uint8_t *written;       /* -z: a bit per buffer index already holding a frame */
+    uint32_t nbufs;         /* buffer indexes the bitmap covers */
 
     uint64_t seq;           /* frames sent (= next sequence number) */
     uint64_t bytes;
     uint64_t slots;
     uint64_t swapped;       /* slots filled by swapping in an extra buffer */
+    uint64_t built;         /* frames written into their buffer */
 };
 
 static void usage(void)
@@ -53,8 +63,10 @@ static void usage(void)
             "usage: nm-send -i PORT [-s size=60] [-n count (0=forever)] [-b batch=ring]\n"
             "               [-r rate_pps (0=max)] [-w poll|select|ioctl] [-L] [-p seed]\n"
             "               [-T seconds] [-D dst_mac] [-S src_mac] [-e ethertype]\n"
-            "               [-F frag_bytes] [-E extra_bufs] [-W drain_seconds=5] [-j]\n"
+            "               [-F frag_bytes] [-E extra_bufs] [-W drain_seconds=5] [-z] [-j]\n"
             "  -L  register with the legacy NIOCREGIF\n"
+            "  -z  write each buffer's frame once, then send it as it is (pkt-gen's default;\n"
+            "      count with nm-recv -z); one-slot frames without -E only\n"
             "  -F  split every frame into slots of at most frag_bytes (NS_MOREFRAG)\n"
             "  -E  ask for extra buffers and send by swapping them into the slots\n"
             "  -j  also print a JSON summary line\n");
@@ -64,6 +76,20 @@ static void usage(void)
 static double seconds_since(uint64_t t0)
 {
     return (double)(nmp_now_ns() - t0) / 1e9;
+}
+
+/* With -z: whether the slot's buffer already holds a frame of ours (and,
+ * if not, that it will once the caller has written it). */
+static int already_written(struct sender *s, const struct netmap_slot *slot)
+{
+    uint32_t b = slot->buf_idx;
+
+    if (!s->reuse || b >= s->nbufs)
+        return 0;
+    if (!(slot->flags & NS_BUF_CHANGED) && (s->written[b / 8] >> (b % 8) & 1))
+        return 1;
+    s->written[b / 8] |= (uint8_t)(1u << (b % 8));
+    return 0;
 }
 
 /* Put one frame (s->nfrags slots) into ring at slot index i; returns the next index. */
@@ -76,14 +102,18 @@ static uint32_t put_frame(struct sender *s, struct netmap_ring *ring, uint32_t i
     if (s->nfrags == 1 && s->extra == 0) {
         struct netmap_slot *slot = &ring->slot[i];
 
-        nmp_frame_fill((unsigned char *)NETMAP_BUF(ring, slot->buf_idx), s->size, s->dst,
-                       s->src, s->ethertype, s->seed, s->seq);
+        if (!already_written(s, slot)) {
+            nmp_frame_fill((unsigned char *)NETMAP_BUF(ring, slot->buf_idx), s->size, s->dst,
+                           s->src, s->ethertype, s->seed, s->seq);
+            s->built++;
+        }
         slot->len = (uint16_t)s->size;
         slot->flags = 0;
         return nm_ring_next(ring, i);
     }
 
     nmp_frame_fill(s->scratch, s->size, s->dst, s->src, s->ethertype, s->seed, s->seq);
+    s->built++;
     for (k = 0; k < s->nfrags; k++, i = nm_ring_next(ring, i)) {
         struct netmap_slot *slot = &ring->slot[i];
         size_t len = s->size - off < s->frag_len ? s->size - off : s->frag_len;
@@ -180,8 +210,16 @@ static int setup(struct sender *s, unsigned flags)
                 s->size, s->nfrags, s->frag_len);
         return -1;
     }
+    if (s->reuse && (s->nfrags > 1 || s->extra)) {
+        fprintf(stderr, "nm-send: -z sends one-slot frames without extra buffers only\n");
+        return -1;
+    }
+    if (s->reuse) {
+        s->nbufs = (uint32_t)(((char *)p->mem + p->reg.nr_memsize - p->buf_base) / p->buf_size);
+        s->written = calloc((size_t)s->nbufs / 8 + 1, 1);
+    }
     s->scratch = malloc(s->size);
-    if (s->scratch == NULL) {
+    if (s->scratch == NULL || (s->reuse && s->written == NULL)) {
         perror("nm-send");
         return -1;
     }
@@ -245,7 +283,7 @@ int main(int argc, char **argv)
     memset(s.dst, 0xff, 6);
     memcpy(s.src, "\x02\x00\x00\x00\x00\x01", 6);
 
-    while ((opt = getopt(argc, argv, "i:s:n:b:r:w:Lp:T:D:S:e:F:E:W:jh")) != -1) {
+    while ((opt = getopt(argc, argv, "i:s:n:b:r:w:Lp:T:D:S:e:F:E:W:zjh")) != -1) {
         switch (opt) {
         case 'i': s.spec = optarg; break;
         case 's': s.size = strtoul(optarg, NULL, 0); break;
@@ -265,6 +303,7 @@ int main(int argc, char **argv)
         case 'F': s.frag = (unsigned)strtoul(optarg, NULL, 0); break;
         case 'E': s.extra = (unsigned)strtoul(optarg, NULL, 0); break;
         case 'W': s.drain_s = atof(optarg); break;
+        case 'z': s.reuse = 1; break;
         case 'j': json = 1; break;
         default: usage();
         }
@@ -293,14 +332,15 @@ int main(int argc, char **argv)
         printf("{\"tool\":\"nm-send\",\"port\":");
         nmp_json_str(stdout, s.spec);
         printf(",\"pkts\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"slots\":%" PRIu64
-               ",\"swapped\":%" PRIu64 ",\"seconds\":%.6f,\"pps\":%.1f,\"size\":%zu"
+               ",\"swapped\":%" PRIu64 ",\"built\":%" PRIu64 ",\"seconds\":%.6f,\"pps\":%.1f,\"size\":%zu"
                ",\"frags\":%u,\"wait\":\"%s\",\"legacy\":%s,\"mem_id\":%u,\"ok\":%s}\n",
-               s.seq, s.bytes, s.slots, s.swapped, secs, secs > 0 ? (double)s.seq / secs : 0.0,
+               s.seq, s.bytes, s.slots, s.swapped, s.built, secs, secs > 0 ? (double)s.seq / secs : 0.0,
                s.size, s.nfrags, nmp_wait_mode_name(s.mode), (flags & NMP_LEGACY) ? "true" : "false",
                s.port.reg.nr_mem_id, status == 0 ? "true" : "false");
     }
     fflush(stdout);
     nmp_close(&s.port);
     free(s.scratch);
+    free(s.written);
     return status;
 }

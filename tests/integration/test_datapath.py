@@ -36,6 +36,28 @@ def test_ten_million_packets_over_a_pipe(mount, wait):
     assert _json(send.stdout)["pkts"] == PACKETS
 
 
+def _flow(mount, name, n, send_opts, recv_opts):
+    recv = subprocess.Popen([client("nm-recv"), "-i", f"netmap:{name}}}1", "-n", str(n), *recv_opts, "-j"],
+                            env=mount.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    send = mount.run(client("nm-send"), "-i", f"netmap:{name}{{1", "-n", str(n), *send_opts, "-j")
+    out, err = recv.communicate(timeout=120)
+    return _json(send.stdout), recv.returncode, _json(out)
+
+
+def test_pkt_gen_style_clients_write_each_buffer_once_and_count_slots(mount):
+    n = 20_000
+    sent, status, got = _flow(mount, "pg", n, ["-z", "-b", "256"], ["-z"])
+    assert status == 0 and got["pkts"] == n and got["bytes"] == n * 60 and got["read"] is False
+    assert sent["pkts"] == n and 0 < sent["built"] <= 1024, "one frame per buffer, not per send"
+    # read by a receiver that checks: the first pass was whole frames, then they come again
+    sent, status, got = _flow(mount, "pgread", n, ["-z", "-b", "256"], [])
+    assert got["pkts"] == n and got["corrupt"] == 0 and got["other"] == 0
+    assert got["next_seq"] == sent["built"] and got["dup"] == n - sent["built"]
+    sent, _, _ = _flow(mount, "pgframed", n, ["-b", "256"], ["-c"])
+    assert sent["built"] == n
+
+
 def test_forwarder_moves_buffer_indexes_not_bytes(mount):
     n = 100_000
     recv = subprocess.Popen([client("nm-recv"), "-i", "netmap:b}1", "-n", str(n), "-c", "-j"], env=mount.env,
