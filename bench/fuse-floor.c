@@ -17,9 +17,19 @@
  *
  *     INIT      plain (no passthrough)     GETATTR  S_IFREG | 0600
  *     OPEN, RELEASE, FLUSH   success       IOCTL    result 0 with out_size
- *     POLL      revents POLLOUT                     zeroed bytes
+ *     POLL      see below                           zeroed bytes
  *     FORGET, BATCH_FORGET   no reply      DESTROY  success, then exit
  *     anything else          ENOSYS
+ *
+ * A POLL for POLLIN takes turns, as two netmap clients of a pipe do when a
+ * batch fills the ring (bench/turns.c measures it): the files opened first
+ * and second (third and fourth, ...) share a turn, held first by the
+ * first.  The holder's poll is answered POLLIN once; its next poll hands
+ * the turn to the other file, wakes that file's waiting poll
+ * (FUSE_NOTIFY_POLL) and is answered 0, as is any poll without the turn.
+ * So each side pays what a pipe's sender or receiver pays per batch: a
+ * poll that waits, the poll the kernel repeats after the wake-up, and one
+ * notification.  A POLL without POLLIN is answered POLLOUT at once.
  *
  * SIGINT/SIGTERM detach the mount and end the loop; so does the mount going
  * away under it (read() then fails with ENODEV).
@@ -65,6 +75,17 @@ static const unsigned char zeros[MAX_IOCTL_OUT];
 static const char *mountpoint;
 static volatile sig_atomic_t stopping;
 static int want_uring;
+static int fuse_fd;             /* where notifications go, whatever the transport */
+
+#define MAX_PAIRS 64
+
+/* The turn two files take (file handles 2k+1 and 2k+2). */
+static struct pair {
+    pthread_mutex_t lock;
+    int holder;                 /* 0 or 1: which file holds the turn */
+    int told;                   /* the holder's poll was answered POLLIN */
+    uint64_t kh[2];             /* each file's waiting poll, 0 if none */
+} pairs[MAX_PAIRS];
 
 /* Where a loop's replies go: a /dev/fuse fd, or an io_uring queue's entry. */
 struct sink {
@@ -173,6 +194,45 @@ static void do_ioctl(const struct sink *fd, const struct fuse_in_header *ih, con
     reply(fd, ih->unique, 0, &out, sizeof(out), zeros, n);
 }
 
+static void notify_poll(uint64_t kh)
+{
+    struct fuse_out_header oh = {sizeof(oh) + sizeof(struct fuse_notify_poll_wakeup_out),
+                                 FUSE_NOTIFY_POLL_CODE, 0};
+    struct fuse_notify_poll_wakeup_out out = {kh};
+    struct iovec iov[2] = {{&oh, sizeof(oh)}, {&out, sizeof(out)}};
+
+    if (writev(fuse_fd, iov, 2) < 0 && errno != ENOENT && errno != ENODEV)
+        perror("fuse-floor: notify");
+}
+
+/* The revents of a poll for POLLIN on file fh (see the file comment). */
+static uint32_t take_turns(const struct fuse_poll_in *in)
+{
+    uint64_t k = in->fh - 1, wake = 0;
+    struct pair *p = &pairs[(k / 2) % MAX_PAIRS];
+    int me = (int)(k % 2);
+    uint32_t revents = 0;
+
+    pthread_mutex_lock(&p->lock);
+    if (p->holder == me && !p->told) {
+        p->told = 1;
+        revents = POLLIN;
+    } else {
+        if (p->holder == me) {
+            p->holder = !me;
+            p->told = 0;
+            wake = p->kh[!me];
+            p->kh[!me] = 0;
+        }
+        if (in->flags & FUSE_POLL_SCHEDULE_NOTIFY)
+            p->kh[me] = in->kh;
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (wake)
+        notify_poll(wake);
+    return revents;
+}
+
 /*
  * Answer one request of n bytes.  Returns 1 after DESTROY, else 0.
  */
@@ -222,7 +282,15 @@ static int answer(const struct sink *fd, const unsigned char *request, size_t n)
             break;
         case FUSE_POLL: {
             struct fuse_poll_out out = {POLLOUT, 0};
+            struct fuse_poll_in in;
 
+            if ((size_t)n < sizeof(*ih) + sizeof(in)) {
+                reply(fd, ih->unique, EINVAL, NULL, 0, NULL, 0);
+                break;
+            }
+            memcpy(&in, arg, sizeof(in));
+            if (in.events & POLLIN)
+                out.revents = take_turns(&in);
             reply(fd, ih->unique, 0, &out, sizeof(out), NULL, 0);
             break;
         }
@@ -355,6 +423,8 @@ int main(int argc, char **argv)
     }
     mountpoint = argv[optind];
     request = aligned_alloc(64, BUFFER_SIZE);
+    for (int i = 0; i < MAX_PAIRS; i++)
+        pthread_mutex_init(&pairs[i].lock, NULL);
 
     if (stat(mountpoint, &st) < 0) {
         int f = open(mountpoint, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
@@ -372,6 +442,7 @@ int main(int argc, char **argv)
         perror("fuse-floor: /dev/fuse");
         goto fail;
     }
+    fuse_fd = fd;
     snprintf(data, sizeof(data),
              "fd=%d,rootmode=100600,user_id=0,group_id=0,allow_other,default_permissions", fd);
     if (mount("fuse-floor", mountpoint, "fuse.fuse-floor", MS_NOSUID | MS_NODEV, data) < 0) {
