@@ -21,7 +21,19 @@ served the same way.  Each section runs for each transport:
   receiver on CPU 0) and unpinned, beside the ceiling the floor allows
   (batch / (2 x floor round trip): two syncs per batch), with the floor's
   same-CPU round trip when pinned and its cross-CPU one when unpinned
-  (sender and receiver then run on different CPUs).
+  (sender and receiver then run on different CPUs).  The clients run as
+  netmap's pkt-gen does by default (nm-send -z, nm-recv -z): a buffer's
+  frame is written once and the receiver counts slots, so what is measured
+  is the device and not the clients' per-frame work, which the ceiling
+  does not count.  ``..._batch_1023_framed`` is the same run with every
+  frame built (seq and pattern) and every header read, for comparison.
+  Unpinned rows also show a second ceiling, ``turns_ceiling_pps``: batch /
+  the cycle of two processes on two CPUs taking turns through the floor
+  server (bench/turns.c, ``turns_*_unpinned``): each poll hands the turn
+  over and waits, each side is woken by the other's notification, as a
+  pipe's sender and receiver are when a batch fills the ring.  It counts
+  the cross-CPU wake-ups between the two clients that a round trip served
+  on the caller's CPU (io_uring) never pays.
 * N clients on N pipes at once (N = 1, 2, 8, 64; bench/pipe-clients.c):
   aggregate frames/s and syncs/s, per-sync latency (median of the
   clients' medians, the worst client's 99th percentile and its ratio to
@@ -74,18 +86,25 @@ def sync_rtt(device, cpu, port=None, n=100000):
     return last_json(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
 
 
-def pipe_pps(device, batch, count, name, cpu=None):
+def pipe_pps(device, batch, count, name, cpu=None, framed=False):
+    """One pipe run; ``framed``: every frame built and read (else pkt-gen's way, -z)."""
     env = {**os.environ, "NETMAP_DEVICE": device}
-    recv = subprocess.Popen([str(CLIENTS / "nm-recv"), "-i", f"netmap:{name}}}1", "-n", str(count), "-j"],
+    style = [] if framed else ["-z"]
+    recv = subprocess.Popen([str(CLIENTS / "nm-recv"), "-i", f"netmap:{name}}}1", "-n", str(count), *style, "-j"],
                             env=env, stdout=subprocess.PIPE, text=True, preexec_fn=pinned(cpu))
     time.sleep(0.3)
     send = subprocess.run([str(CLIENTS / "nm-send"), "-i", f"netmap:{name}{{1", "-n", str(count),
-                           "-s", "60", "-b", str(batch), "-j"], env=env, capture_output=True, text=True,
+                           "-s", "60", "-b", str(batch), *style, "-j"], env=env, capture_output=True, text=True,
                           preexec_fn=pinned(cpu))
     out, _ = recv.communicate(timeout=600)
     if send.returncode or recv.returncode:
         raise RuntimeError(f"pipe run failed: {send.stderr}")
     return last_json(out)
+
+
+def turns(floor_file, n=20000):
+    return last_json(subprocess.run([str(BIN / "turns"), "-n", str(n), floor_file],
+                                    capture_output=True, text=True, check=True).stdout)
 
 
 def clients(device, n, seconds, floor=False):
@@ -117,6 +136,13 @@ def rtt_section(tmp, transports):
             floors[(name, label)] = f["median_us"]
             results[f"rtt_{name}_{label}"] = {"nmfuse_us": m["median_us"], "floor_us": f["median_us"],
                                               "ratio": round(m["median_us"] / f["median_us"], 2)}
+        floor = start_floor(f"{tmp}/floor", None, floor_opts)
+        try:
+            t = turns(f"{tmp}/floor")
+        finally:
+            stop(floor)
+        floors[(name, "turns")] = t["median_us"]
+        results[f"turns_{name}_unpinned"] = {"floor_cycle_us": t["median_us"], "p90_us": t["p90_us"]}
     if "uring" in transports and "dev_fuse" in transports:
         m = results["rtt_uring_unpinned"]["nmfuse_us"]
         f = floors[("dev_fuse", "same_cpu")]
@@ -127,19 +153,25 @@ def rtt_section(tmp, transports):
 
 def pipe_section(tmp, transports, floors, packets):
     results = {}
-    runs = ((1, 200_000), (32, 2_000_000), (256, packets), (1023, packets))
+    runs = ((1, 200_000, False), (32, 2_000_000, False), (256, packets, False), (1023, packets, False),
+            (1023, packets, True))
     for name in transports:
         for label, cpu in (("pinned", 0), ("unpinned", None)):
             floor_rtt = floors.get((name, "same_cpu" if cpu is not None else "cross_cpu"))
             nm = start_daemon(f"{tmp}/netmap", cpu, TRANSPORTS[name][0])
             try:
-                for batch, count in runs:
-                    r = pipe_pps(f"{tmp}/netmap", batch, count, f"b{batch}{label[0]}", cpu)
+                for batch, count, framed in runs:
+                    suffix = "_framed" if framed else ""
+                    r = pipe_pps(f"{tmp}/netmap", batch, count, f"b{batch}{label[0]}{suffix}", cpu, framed)
                     row = {"pps": r.get("pps")}
                     if floor_rtt:
                         ceiling = batch / (2 * floor_rtt) * 1e6
                         row.update(ceiling_pps=round(ceiling), ratio=round(r.get("pps", 0) / ceiling, 2))
-                    results[f"pipe_{name}_{label}_batch_{batch}"] = row
+                    cycle = floors.get((name, "turns"))
+                    if cycle and cpu is None:
+                        ceiling = batch / cycle * 1e6
+                        row.update(turns_ceiling_pps=round(ceiling), turns_ratio=round(r.get("pps", 0) / ceiling, 2))
+                    results[f"pipe_{name}_{label}_batch_{batch}{suffix}"] = row
             finally:
                 stop(nm)
     return results

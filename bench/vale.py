@@ -4,7 +4,9 @@
 Two ports of one switch, ``vale0:a`` -> ``vale0:b``, and then a pipe,
 ``NAME{1`` -> ``NAME}1``, each driven by the project's nm-send and nm-recv
 with 64-byte frames (60 bytes on the wire before the FCS, as pkt-gen's
-default) and the same batch per sync, on the same mount.
+default) and the same batch per sync, on the same mount.  The clients run
+as pkt-gen does by default (-z: a buffer's frame is written once, the
+receiver counts slots); --framed builds every frame and reads every header.
 
 A switch copies every frame into the receiver's ring and drops what does
 not fit (as netmap does), while a pipe hands buffers over and never drops.
@@ -30,17 +32,19 @@ from common import CLIENTS, last_json, pinned, report, start_nmfuse, stop
 FRAME = 60
 
 
-def flow(device: str, src: str, dst: str, count: int, batch: int, cpus=(None, None)) -> dict:
-    """Send ``count`` frames from port ``src`` to port ``dst``.
+def flow(device: str, src: str, dst: str, count: int, batch: int, cpus=(None, None), framed=False) -> dict:
+    """Send ``count`` frames from port ``src`` to port ``dst``; ``framed``:
+    every frame built and read (else pkt-gen's way: nm-send -z, nm-recv -z).
 
     Returns the receiver's rate (pps), the sender's, and the counts."""
     env = {**os.environ, "NETMAP_DEVICE": device}
-    recv = subprocess.Popen([str(CLIENTS / "nm-recv"), "-i", f"netmap:{dst}", "-T", "1", "-j"],
+    style = [] if framed else ["-z"]
+    recv = subprocess.Popen([str(CLIENTS / "nm-recv"), "-i", f"netmap:{dst}", "-T", "1", *style, "-j"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=pinned(cpus[1]))
     time.sleep(0.3)
     send = subprocess.run([str(CLIENTS / "nm-send"), "-i", f"netmap:{src}", "-n", str(count), "-s", str(FRAME),
-                           "-b", str(batch), "-j"], env=env, capture_output=True, text=True,
+                           "-b", str(batch), *style, "-j"], env=env, capture_output=True, text=True,
                           preexec_fn=pinned(cpus[0]))
     out, err = recv.communicate(timeout=600)
     if send.returncode:
@@ -51,12 +55,12 @@ def flow(device: str, src: str, dst: str, count: int, batch: int, cpus=(None, No
             "loss": round(1 - r["pkts"] / max(s["pkts"], 1), 4)}
 
 
-def measure(device: str, batches=(256, 1023), count: int = 5_000_000, cpus=(None, None)) -> dict:
+def measure(device: str, batches=(256, 1023), count: int = 5_000_000, cpus=(None, None), framed=False) -> dict:
     """VALE and pipe throughput for each batch size, on one device."""
     results = {}
     for batch in batches:
-        vale = flow(device, f"vale{batch}:a", f"vale{batch}:b", count, batch, cpus)
-        pipe = flow(device, f"bench{batch}{{1", f"bench{batch}}}1", count, batch, cpus)
+        vale = flow(device, f"vale{batch}:a", f"vale{batch}:b", count, batch, cpus, framed)
+        pipe = flow(device, f"bench{batch}{{1", f"bench{batch}}}1", count, batch, cpus, framed)
         results[f"batch_{batch}"] = {"vale_pps": vale["pps"], "vale_sender_pps": vale["sender_pps"],
                                      "vale_loss": vale["loss"], "pipe_pps": pipe["pps"],
                                      "ratio": round(vale["pps"] / max(pipe["pps"], 1), 2)}
@@ -72,6 +76,8 @@ def main() -> int:
     ap.add_argument("--uring", action="store_true", help="serve through FUSE over io_uring (private mount only)")
     ap.add_argument("--sender-cpu", type=int)
     ap.add_argument("--receiver-cpu", type=int)
+    ap.add_argument("--framed", action="store_true",
+                    help="build every frame and read every header (default: pkt-gen's way, -z)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     for tool in ("nm-send", "nm-recv"):
@@ -80,15 +86,15 @@ def main() -> int:
             return 1
     batches = tuple(args.batch or (256, 1023))
     cpus = (args.sender_cpu, args.receiver_cpu)
-    results = {"cpus": os.cpu_count(), "frame_bytes": FRAME}
+    results = {"cpus": os.cpu_count(), "frame_bytes": FRAME, "clients": "framed" if args.framed else "pkt-gen"}
     if args.device:
-        results.update(measure(args.device, batches, args.packets, cpus))
+        results.update(measure(args.device, batches, args.packets, cpus, args.framed))
     else:
         with tempfile.TemporaryDirectory() as tmp:
             path = f"{tmp}/netmap"
             proc = start_nmfuse(path, args.daemon_cpu, *(["--uring"] if args.uring else []))
             try:
-                results.update(measure(path, batches, args.packets, cpus))
+                results.update(measure(path, batches, args.packets, cpus, args.framed))
             finally:
                 stop(proc)
     return report(results, args.json, 12)
