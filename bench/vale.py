@@ -74,6 +74,8 @@ def main() -> int:
     ap.add_argument("--batch", type=int, action="append", help="frames per sync (repeatable; default 256, 1023)")
     ap.add_argument("--daemon-cpu", type=int, help="pin the daemon (private mount only)")
     ap.add_argument("--uring", action="store_true", help="serve through FUSE over io_uring (private mount only)")
+    ap.add_argument("--workers", type=int,
+                    help="cloned /dev/fuse readers (private mount only; default one per CPU, 1: a single reader)")
     ap.add_argument("--sender-cpu", type=int)
     ap.add_argument("--receiver-cpu", type=int)
     ap.add_argument("--framed", action="store_true",
@@ -86,13 +88,16 @@ def main() -> int:
             return 1
     batches = tuple(args.batch or (256, 1023))
     cpus = (args.sender_cpu, args.receiver_cpu)
-    results = {"cpus": os.cpu_count(), "frame_bytes": FRAME, "clients": "framed" if args.framed else "pkt-gen"}
+    transport = "io_uring" if args.uring else f"/dev/fuse x {args.workers or os.cpu_count()}"
+    results = {"cpus": os.cpu_count(), "frame_bytes": FRAME, "clients": "framed" if args.framed else "pkt-gen",
+               "transport": "served" if args.device else transport}
     if args.device:
         results.update(measure(args.device, batches, args.packets, cpus, args.framed))
     else:
         with tempfile.TemporaryDirectory() as tmp:
             path = f"{tmp}/netmap"
-            proc = start_nmfuse(path, args.daemon_cpu, *(["--uring"] if args.uring else []))
+            options = (["--uring"] if args.uring else []) + (["--workers", str(args.workers)] if args.workers else [])
+            proc = start_nmfuse(path, args.daemon_cpu, *options)
             try:
                 results.update(measure(path, batches, args.packets, cpus, args.framed))
             finally:
