@@ -14,8 +14,11 @@ served the same way.  Each section runs for each transport:
   ioctl), the client on the server's CPU (same_cpu), on the other one
   (cross_cpu), and where the scheduler puts it (unpinned); /dev/fuse
   servers are pinned to CPU 0 for the first two, an io_uring server pins
-  its own queues.  ``uring_unpinned_vs_dev_fuse_floor`` is the io_uring
-  figure against the same-CPU /dev/fuse floor.
+  its own queues.  Both servers are mounted at once and measured in five
+  alternating rounds of 20,000 syncs (the medians of the rounds' medians):
+  one after the other, a drift of a shared host moved the cross-CPU ratio
+  by 15%.  ``uring_unpinned_vs_dev_fuse_floor`` is the io_uring figure
+  against the same-CPU /dev/fuse floor.
 * pipe throughput, 64-byte frames, batches of 1, 32, 256 and a ring (1023)
   with the project's sender and receiver: pinned (daemon, sender and
   receiver on CPU 0) and unpinned, beside the ceiling the floor allows
@@ -29,9 +32,11 @@ served the same way.  Each section runs for each transport:
   frame built (seq and pattern) and every header read, for comparison.
   Unpinned rows also show a second ceiling, ``turns_ceiling_pps``: batch /
   the cycle of two processes on two CPUs taking turns through the floor
-  server (bench/turns.c, ``turns_*_unpinned``): each poll hands the turn
+  server (bench/turns.c, ``turns_cycle_us``): each poll hands the turn
   over and waits, each side is woken by the other's notification, as a
-  pipe's sender and receiver are when a batch fills the ring.  It counts
+  pipe's sender and receiver are when a batch fills the ring.  The floor
+  is mounted beside the daemon and each unpinned run follows a turns run;
+  batch 1023 takes the medians of three such pairs.  It counts
   the cross-CPU wake-ups between the two clients that a round trip served
   on the caller's CPU (io_uring) never pays.
 * N clients on N pipes at once (N = 1, 2, 8, 64; bench/pipe-clients.c):
@@ -46,6 +51,7 @@ Prints a table and, with --json, one JSON object.
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -113,6 +119,8 @@ def clients(device, n, seconds, floor=False):
 
 
 PLACEMENTS = {"same_cpu": (0, 0), "cross_cpu": (0, 1), "unpinned": (None, -1)}  # (server, client)
+RTT_ROUNDS, RTT_SYNCS = 5, 20000
+PIPE_TURN_ROUNDS = 3
 
 
 def rtt_section(tmp, transports):
@@ -124,25 +132,20 @@ def rtt_section(tmp, transports):
             if name == "uring":
                 server_cpu = None  # its queues pin themselves, one per CPU
             floor = start_floor(f"{tmp}/floor", server_cpu, floor_opts)
+            nm = None
             try:
-                f = sync_rtt(f"{tmp}/floor", client_cpu)
+                nm = start_daemon(f"{tmp}/netmap", server_cpu, nm_opts)
+                f, m = [], []
+                for _ in range(RTT_ROUNDS):  # alternate, so that a drift of the host hits both
+                    f.append(sync_rtt(f"{tmp}/floor", client_cpu, n=RTT_SYNCS)["median_us"])
+                    m.append(sync_rtt(f"{tmp}/netmap", client_cpu, "null:rtt", n=RTT_SYNCS)["median_us"])
             finally:
+                if nm:
+                    stop(nm)
                 stop(floor)
-            nm = start_daemon(f"{tmp}/netmap", server_cpu, nm_opts)
-            try:
-                m = sync_rtt(f"{tmp}/netmap", client_cpu, "null:rtt")
-            finally:
-                stop(nm)
-            floors[(name, label)] = f["median_us"]
-            results[f"rtt_{name}_{label}"] = {"nmfuse_us": m["median_us"], "floor_us": f["median_us"],
-                                              "ratio": round(m["median_us"] / f["median_us"], 2)}
-        floor = start_floor(f"{tmp}/floor", None, floor_opts)
-        try:
-            t = turns(f"{tmp}/floor")
-        finally:
-            stop(floor)
-        floors[(name, "turns")] = t["median_us"]
-        results[f"turns_{name}_unpinned"] = {"floor_cycle_us": t["median_us"], "p90_us": t["p90_us"]}
+            f, m = statistics.median(f), statistics.median(m)
+            floors[(name, label)] = f
+            results[f"rtt_{name}_{label}"] = {"nmfuse_us": m, "floor_us": f, "ratio": round(m / f, 2)}
     if "uring" in transports and "dev_fuse" in transports:
         m = results["rtt_uring_unpinned"]["nmfuse_us"]
         f = floors[("dev_fuse", "same_cpu")]
@@ -156,24 +159,39 @@ def pipe_section(tmp, transports, floors, packets):
     runs = ((1, 200_000, False), (32, 2_000_000, False), (256, packets, False), (1023, packets, False),
             (1023, packets, True))
     for name in transports:
+        nm_opts, floor_opts = TRANSPORTS[name]
         for label, cpu in (("pinned", 0), ("unpinned", None)):
             floor_rtt = floors.get((name, "same_cpu" if cpu is not None else "cross_cpu"))
-            nm = start_daemon(f"{tmp}/netmap", cpu, TRANSPORTS[name][0])
+            floor = start_floor(f"{tmp}/floor", None, floor_opts) if cpu is None else None
+            nm = None
             try:
+                nm = start_daemon(f"{tmp}/netmap", cpu, nm_opts)
                 for batch, count, framed in runs:
                     suffix = "_framed" if framed else ""
-                    r = pipe_pps(f"{tmp}/netmap", batch, count, f"b{batch}{label[0]}{suffix}", cpu, framed)
-                    row = {"pps": r.get("pps")}
+                    # the ring-sized unpinned runs are the turn-taking ones: alternate them with
+                    # the floor's turns, so that both see the same host
+                    rounds = PIPE_TURN_ROUNDS if floor and batch == 1023 else 1
+                    pps, cycles = [], []
+                    for i in range(rounds):
+                        if floor:
+                            cycles.append(turns(f"{tmp}/floor")["median_us"])
+                        r = pipe_pps(f"{tmp}/netmap", batch, count, f"b{batch}{label[0]}{suffix}{i}", cpu, framed)
+                        pps.append(r.get("pps", 0))
+                    row = {"pps": statistics.median(pps)}
                     if floor_rtt:
                         ceiling = batch / (2 * floor_rtt) * 1e6
-                        row.update(ceiling_pps=round(ceiling), ratio=round(r.get("pps", 0) / ceiling, 2))
-                    cycle = floors.get((name, "turns"))
-                    if cycle and cpu is None:
+                        row.update(ceiling_pps=round(ceiling), ratio=round(row["pps"] / ceiling, 2))
+                    if cycles:
+                        cycle = statistics.median(cycles)
                         ceiling = batch / cycle * 1e6
-                        row.update(turns_ceiling_pps=round(ceiling), turns_ratio=round(r.get("pps", 0) / ceiling, 2))
+                        row.update(turns_cycle_us=cycle, turns_ceiling_pps=round(ceiling),
+                                   turns_ratio=round(row["pps"] / ceiling, 2))
                     results[f"pipe_{name}_{label}_batch_{batch}{suffix}"] = row
             finally:
-                stop(nm)
+                if nm:
+                    stop(nm)
+                if floor:
+                    stop(floor)
     return results
 
 
