@@ -17,9 +17,13 @@ all: install clients
 
 # Installs the package (and builds the C helper) once per change of the
 # build inputs; pip needs network access to PyPI the first time.
+# Old builds of the extensions go first: Python loads a `.cpython-*.so` (what
+# running a *_build.py directly makes) before pip's `.abi3.so`, so a stale one
+# would hide every later build.
 install: .installed
 .installed: pyproject.toml setup.py nmfuse/helper_build.py nmfuse/abi/netmap_build.py nmfuse/uring_build.py \
             $(wildcard nmfuse/csrc/*.[ch]) $(ABI_H)
+	rm -f nmfuse/_helper.*.so nmfuse/_uring.*.so nmfuse/abi/_netmap.*.so
 	$(PY) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -e '.[test]'
 	touch $@
 
