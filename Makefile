@@ -33,7 +33,7 @@ clients/bin/%: clients/%.c $(wildcard clients/*.h) $(ABI_H)
 	$(CC) $(CFLAGS) -Inmfuse/abi -Iclients -o $@ $< -lpthread
 
 bench-bins: $(BENCH_BINS)
-bench/bin/%: bench/%.c $(wildcard clients/*.h) $(ABI_H) $(FUSE_H) nmfuse/csrc/uring.c nmfuse/csrc/uring.h nmfuse/csrc/hook.c nmfuse/csrc/hook.h
+bench/bin/%: bench/%.c $(wildcard bench/*.h) $(wildcard clients/*.h) $(ABI_H) $(FUSE_H) nmfuse/csrc/uring.c nmfuse/csrc/uring.h nmfuse/csrc/hook.c nmfuse/csrc/hook.h
 	@mkdir -p bench/bin
 	$(CC) $(CFLAGS) -Inmfuse/abi -Iclients -o $@ $< -lpthread
 

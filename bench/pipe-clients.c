@@ -24,6 +24,7 @@
 #include <sys/wait.h>
 
 #include "nm_port.h"
+#include "timing.h"
 
 #define MAX_CLIENTS 1024
 #define MAX_SAMPLES (1 << 21)
@@ -36,12 +37,6 @@ struct result {
 static int cmp_u32(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
 

@@ -18,6 +18,7 @@
 #include <sched.h>
 
 #include "nm_port.h"
+#include "timing.h"
 
 #define BATCH 1000
 
@@ -26,18 +27,6 @@ static void usage(void)
     fprintf(stderr, "usage: sync-rtt [-n 100000] [-c cpu] [-o txsync|rxsync] DEVICE [PORTSPEC]\n"
                     "  PORTSPEC: a netmap port spec, or null:NAME for a null port\n");
     exit(2);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile q (0..1) of sorted v[0..n-1]. */
-static double percentile(const double *v, int n, double q)
-{
-    return v[(int)((n - 1) * q + 0.5)];
 }
 
 int main(int argc, char **argv)
@@ -75,15 +64,9 @@ int main(int argc, char **argv)
         batch = n;
     nbatches = n / batch;
 
-    if (cpu >= 0) {
-        cpu_set_t set;
-
-        CPU_ZERO(&set);
-        CPU_SET(cpu, &set);
-        if (sched_setaffinity(0, sizeof(set), &set) < 0) {
-            fprintf(stderr, "sync-rtt: cannot pin to CPU %d: %s\n", cpu, strerror(errno));
-            return 1;
-        }
+    if (pin_to_cpu(cpu) < 0) {
+        fprintf(stderr, "sync-rtt: cannot pin to CPU %d: %s\n", cpu, strerror(errno));
+        return 1;
     }
 
     memset(&port, 0, sizeof(port));
@@ -132,8 +115,8 @@ int main(int argc, char **argv)
 
     printf("{\"op\":\"%s\",\"n\":%ld,\"median_us\":%.3f,\"p10_us\":%.3f,\"p90_us\":%.3f,"
            "\"cpu\":%d,\"pinned\":%s,\"batch\":%ld,\"errors\":%ld,\"errno\":",
-           op, nbatches * batch, percentile(us, (int)nbatches, 0.5), percentile(us, (int)nbatches, 0.1),
-           percentile(us, (int)nbatches, 0.9), cpu >= 0 ? cpu : sched_getcpu(),
+           op, nbatches * batch, percentile(us, nbatches, 0.5), percentile(us, nbatches, 0.1),
+           percentile(us, nbatches, 0.9), cpu >= 0 ? cpu : sched_getcpu(),
            cpu >= 0 ? "true" : "false", batch, errors);
     nmp_json_str(stdout, errors ? strerror(first_errno) : "");
     printf(",\"device\":");

@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 
 #include "nm_port.h"
+#include "timing.h"
 
 #define BATCH 1000
 
@@ -30,27 +31,9 @@ static void usage(void)
     exit(2);
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile q (0..1) of sorted v[0..n-1]. */
-static double percentile(const double *v, long n, double q)
-{
-    return v[(long)((double)(n - 1) * q + 0.5)];
-}
-
 static void pin(int cpu)
 {
-    cpu_set_t set;
-
-    if (cpu < 0)
-        return;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    if (sched_setaffinity(0, sizeof(set), &set) < 0) {
+    if (pin_to_cpu(cpu) < 0) {
         fprintf(stderr, "turns: cannot pin to CPU %d: %s\n", cpu, strerror(errno));
         exit(1);
     }
