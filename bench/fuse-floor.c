@@ -75,7 +75,9 @@ static const unsigned char zeros[MAX_IOCTL_OUT];
 static const char *mountpoint;
 static volatile sig_atomic_t stopping;
 static int want_uring;
-static int fuse_fd;             /* where notifications go, whatever the transport */
+/* Only its notify_fd (set once /dev/fuse is open) is used: notifications
+ * are written as nmfuse writes them. */
+static struct nmu_hooks notifier;
 
 #define MAX_PAIRS 64
 
@@ -194,17 +196,6 @@ static void do_ioctl(const struct sink *fd, const struct fuse_in_header *ih, con
     reply(fd, ih->unique, 0, &out, sizeof(out), zeros, n);
 }
 
-static void notify_poll(uint64_t kh)
-{
-    struct fuse_out_header oh = {sizeof(oh) + sizeof(struct fuse_notify_poll_wakeup_out),
-                                 FUSE_NOTIFY_POLL_CODE, 0};
-    struct fuse_notify_poll_wakeup_out out = {kh};
-    struct iovec iov[2] = {{&oh, sizeof(oh)}, {&out, sizeof(out)}};
-
-    if (writev(fuse_fd, iov, 2) < 0 && errno != ENOENT && errno != ENODEV)
-        perror("fuse-floor: notify");
-}
-
 /* The revents of a poll for POLLIN on file fh (see the file comment). */
 static uint32_t take_turns(const struct fuse_poll_in *in)
 {
@@ -228,8 +219,12 @@ static uint32_t take_turns(const struct fuse_poll_in *in)
             p->kh[me] = in->kh;
     }
     pthread_mutex_unlock(&p->lock);
-    if (wake)
-        notify_poll(wake);
+    if (wake) {
+        int rv = nmu_hooks_notify(&notifier, wake);
+
+        if (rv < 0 && rv != -ENOENT && rv != -ENODEV)
+            fprintf(stderr, "fuse-floor: notify: %s\n", strerror(-rv));
+    }
     return revents;
 }
 
@@ -442,7 +437,7 @@ int main(int argc, char **argv)
         perror("fuse-floor: /dev/fuse");
         goto fail;
     }
-    fuse_fd = fd;
+    notifier.notify_fd = fd;
     snprintf(data, sizeof(data),
              "fd=%d,rootmode=100600,user_id=0,group_id=0,allow_other,default_permissions", fd);
     if (mount("fuse-floor", mountpoint, "fuse.fuse-floor", MS_NOSUID | MS_NODEV, data) < 0) {
