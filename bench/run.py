@@ -34,11 +34,11 @@ served the same way.  Each section runs for each transport:
   the cycle of two processes on two CPUs taking turns through the floor
   server (bench/turns.c, ``turns_cycle_us``): each poll hands the turn
   over and waits, each side is woken by the other's notification, as a
-  pipe's sender and receiver are when a batch fills the ring.  The floor
-  is mounted beside the daemon and each unpinned run follows a turns run;
-  batch 1023 takes the medians of three such pairs.  It counts
-  the cross-CPU wake-ups between the two clients that a round trip served
-  on the caller's CPU (io_uring) never pays.
+  pipe's sender and receiver are when a batch fills the ring.  Unlike the
+  first ceiling it counts the cross-CPU wake-ups between the two clients,
+  which a round trip served on the caller's CPU (io_uring) never pays.
+  The floor is mounted beside the daemon and each unpinned run follows a
+  turns run; batch 1023 takes the medians of three such pairs.
 * N clients on N pipes at once (N = 1, 2, 8, 64; bench/pipe-clients.c):
   aggregate frames/s and syncs/s, per-sync latency (median of the
   clients' medians, the worst client's 99th percentile and its ratio to
