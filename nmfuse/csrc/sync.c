@@ -1,5 +1,7 @@
 /* The sync rules; see sync.h for the contracts and kring.py for the
  * picture of who owns which slots. */
+#define _GNU_SOURCE
+#include <sched.h>
 #include <sys/time.h>
 
 #include "netmap_abi.h"
@@ -189,8 +191,12 @@ int nmh_kring_wait_add(struct nmh_kring *k, uint64_t kh)
         if (w != NMH_WAIT_NONE && w != NMH_WAIT_ARMED)
             return -1;
     } while (!__atomic_compare_exchange_n(&k->waiting, &w, NMH_WAIT_CBUSY, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
-    if (w == NMH_WAIT_NONE)
+    if (w == NMH_WAIT_NONE) {
         k->nkh = 0;
+        k->wait_cpu = (uint32_t)sched_getcpu();
+    } else if (k->wait_cpu != (uint32_t)sched_getcpu()) {
+        k->wait_cpu = NMH_CPU_UNKNOWN;
+    }
     for (uint32_t i = 0; i < k->nkh && k->nkh <= NMH_KH; i++)
         if (k->kh[i] == kh)
             goto armed;

@@ -36,6 +36,8 @@ struct nmh_kring {
     uint32_t waiting;         /* NMH_WAIT_*: whether a C sync that moves the ring must wake pollers */
     uint32_t wake;            /* set by a C sync that left the wake-up to Python's waker */
     uint32_t nkh;             /* FUSE poll handles in kh[] (NMH_KH + 1: too many, use the waker) */
+    uint32_t wait_cpu;        /* the CPU the C polls in kh[] were served on (over io_uring: their callers'),
+                               * NMH_CPU_UNKNOWN when not one known CPU */
     uint32_t csb;             /* head/cur come from a CSB (sync-kloop): the ring's tail is the application's */
     uint64_t kh[4];           /* the pollers waiting, as Python knows them (written while NMH_WAIT_BUSY) */
     void *driver;             /* the C sync's own state (NMH_SYNC_PACKET: struct nmh_pkt_ring, see
@@ -54,6 +56,7 @@ struct nmh_kring {
 #define NMH_WAIT_ARMED 1      /* the pollers in kh[] wait */
 #define NMH_WAIT_BUSY 2       /* Python is polling or changing kh[]: leave the wake-up to the waker */
 #define NMH_WAIT_CBUSY 3      /* a C poll is adding its handle to kh[] (for an instant) */
+#define NMH_CPU_UNKNOWN 0xffffffff   /* also what a failed sched_getcpu() gives */
 
 /* nmh_kring.c_sync: which C driver sync serves the ring, if any (0: the
  * driver's sync is Python, only the Python path may sync it). */
@@ -127,8 +130,9 @@ int nmh_pipe_rxsync(struct nmh_kring *k);
  * into kh[]); whoever moves the ring wakes them.  Python takes kh[] over
  * with nmh_kring_wait_take before it changes or wakes them. */
 
-/* Add poll handle kh (C): 0, or -1 when Python holds kh[] or it is full
- * (the poll then goes to Python). */
+/* Add poll handle kh (C), of a poll served on the calling thread's CPU
+ * (wait_cpu): 0, or -1 when Python holds kh[] or it is full (the poll
+ * then goes to Python). */
 int nmh_kring_wait_add(struct nmh_kring *k, uint64_t kh);
 
 /* Python takes kh[]: waits out a C poll adding to it, sets

@@ -234,6 +234,7 @@ class Kring:
             c.nkh = len(khs)
         else:
             c.nkh = lib.NMH_KH + 1   # too many: the waker wakes them
+        c.wait_cpu = lib.NMH_CPU_UNKNOWN
         c.waiting = lib.NMH_WAIT_ARMED if khs else lib.NMH_WAIT_NONE
 
     @property

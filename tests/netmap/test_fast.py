@@ -6,6 +6,7 @@ busy ring is skipped, and that unbinding removes them."""
 
 import os
 import select
+import threading
 import time
 from contextlib import contextmanager
 
@@ -330,6 +331,55 @@ def test_a_c_pipe_sync_wakes_the_peer_poller_itself(hooked, c_pipes):
         tx.head = tx.cur = 2
         assert c_sync(h, a, Ioctl.NIOCTXSYNC) == 0
         assert h.core.fast_hooks.notified == 1
+
+
+def on_cpu(cpu, fn, *args):
+    """fn(*args) from a thread pinned to cpu (where an io_uring queue would
+    serve a poll from that CPU)."""
+    got = []
+
+    def run():
+        os.sched_setaffinity(0, {cpu})
+        got.append(fn(*args))
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    return got[0]
+
+
+two_cpus = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+
+
+@two_cpus
+@pytest.mark.parametrize("same_cpu", [False, True])
+def test_a_pipe_peer_polling_on_another_cpu_is_woken_before_the_slots_are_checked(hooked, c_pipes, same_cpu):
+    h = hooked
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    with wakeups(h):
+        (a, tx), (b, _) = pipe(h, "early" + str(same_cpu))
+        assert on_cpu(cpus[1], c_poll, h, b, select.POLLIN) == 0           # the receiver waits
+        tx.slot[0].buf_idx = 10**7                                          # a batch the check refuses
+        tx.slot[0].len = 60
+        tx.head = tx.cur = 1
+        assert on_cpu(cpus[0] if not same_cpu else cpus[1], c_sync, h, a, Ioctl.NIOCTXSYNC) == 0
+        assert (tx.head, tx.tail) == (0, 7), "the bad batch was refused: the ring reinit, nothing moved"
+        assert h.core.fast_hooks.notified == (0 if same_cpu else 1), \
+            "across CPUs the wake-up goes first (spurious for a ring that is then reinit); on one CPU only after a move"
+        assert c_poll(h, b, select.POLLIN) == 0
+
+
+@two_cpus
+def test_a_pipe_peer_woken_early_is_not_woken_twice_for_one_batch(hooked, c_pipes):
+    h = hooked
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    with wakeups(h):
+        (a, tx), (b, _) = pipe(h, "once")
+        assert on_cpu(cpus[1], c_poll, h, b, select.POLLIN) == 0
+        tx.slot[0].len = 60
+        tx.head = tx.cur = 1
+        assert on_cpu(cpus[0], c_sync, h, a, Ioctl.NIOCTXSYNC) == 0
+        assert h.core.fast_hooks.notified == 1
+        assert c_poll(h, b, select.POLLIN) == select.POLLIN
 
 
 def test_a_move_while_python_polls_goes_to_the_waker(hooked, c_pipes):
