@@ -191,10 +191,11 @@ int nmh_kring_wait_add(struct nmh_kring *k, uint64_t kh)
         if (w != NMH_WAIT_NONE && w != NMH_WAIT_ARMED)
             return -1;
     } while (!__atomic_compare_exchange_n(&k->waiting, &w, NMH_WAIT_CBUSY, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+    uint32_t cpu = (uint32_t)sched_getcpu();
     if (w == NMH_WAIT_NONE) {
         k->nkh = 0;
-        k->wait_cpu = (uint32_t)sched_getcpu();
-    } else if (k->wait_cpu != (uint32_t)sched_getcpu()) {
+        k->wait_cpu = cpu;
+    } else if (k->wait_cpu != cpu) {
         k->wait_cpu = NMH_CPU_UNKNOWN;
     }
     for (uint32_t i = 0; i < k->nkh && k->nkh <= NMH_KH; i++)

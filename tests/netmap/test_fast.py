@@ -361,11 +361,31 @@ def test_a_pipe_peer_polling_on_another_cpu_is_woken_before_the_slots_are_checke
         tx.slot[0].buf_idx = 10**7                                          # a batch the check refuses
         tx.slot[0].len = 60
         tx.head = tx.cur = 1
-        assert on_cpu(cpus[0] if not same_cpu else cpus[1], c_sync, h, a, Ioctl.NIOCTXSYNC) == 0
+        assert on_cpu(cpus[1] if same_cpu else cpus[0], c_sync, h, a, Ioctl.NIOCTXSYNC) == 0
         assert (tx.head, tx.tail) == (0, 7), "the bad batch was refused: the ring reinit, nothing moved"
         assert h.core.fast_hooks.notified == (0 if same_cpu else 1), \
             "across CPUs the wake-up goes first (spurious for a ring that is then reinit); on one CPU only after a move"
         assert c_poll(h, b, select.POLLIN) == 0
+
+
+@two_cpus
+def test_a_pipe_sender_waiting_for_room_on_another_cpu_is_woken_before_the_release(hooked, c_pipes):
+    h = hooked
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    with wakeups(h):
+        (a, tx), (b, rx) = pipe(h, "room")
+        for i in range(7):
+            tx.slot[i].len = 60
+        tx.head = tx.cur = 7
+        assert c_sync(h, a, Ioctl.NIOCTXSYNC) == 0 and c_sync(h, b, Ioctl.NIOCRXSYNC) == 0
+        assert rx.tail == 7
+        assert on_cpu(cpus[1], c_poll, h, a, select.POLLOUT) == 0          # the ring is full: the sender waits
+        rx.slot[0].buf_idx = 10**7                                          # a release the check refuses
+        rx.head = rx.cur = 1
+        assert on_cpu(cpus[0], c_sync, h, b, Ioctl.NIOCRXSYNC) == 0
+        assert (rx.head, rx.tail) == (0, 7), "the bad release was refused: the ring reinit, nothing moved"
+        assert h.core.fast_hooks.notified == 1, "the sender was woken before the released slots were checked"
+        assert c_poll(h, a, select.POLLOUT) == 0
 
 
 @two_cpus
