@@ -134,3 +134,35 @@ def test_pipes_in_c_between_processes_lose_and_hang_nothing(fast_mount):
     after = _settled(mount)
     assert {k: p["used"] for k, p in after["pools"].items()} == {k: p["used"] for k, p in before["pools"].items()}
     assert after["answered_in_c"] - before["answered_in_c"] > 0
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_ring_sized_batches_between_two_cpus_lose_and_hang_nothing(fast_mount):
+    # The sides of the pipe take turns on two CPUs, each woken by the other's
+    # sync before the slots move (the early wake): every frame arrives once,
+    # in order, and every buffer comes back.  (A wake-up lost after a poll
+    # that looked too early would only stall a client until its poll
+    # timeout; tests/netmap/test_fast.py pins the wake-up itself.)
+    mount = fast_mount
+    before = mount.status()
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    n = 1_000_000
+
+    def on(cpu):
+        return lambda: os.sched_setaffinity(0, {cpu})
+    recv = subprocess.Popen([client("nm-recv"), "-i", "netmap:turns}1", "-n", str(n), "-c", "-w", "poll", "-j"],
+                            env=mount.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=on(cpus[1]))
+    time.sleep(0.5)
+    send = subprocess.Popen([client("nm-send"), "-i", "netmap:turns{1", "-n", str(n), "-b", "1023", "-w", "poll",
+                             "-j"], env=mount.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=on(cpus[0]))
+    for p in (send, recv):
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, out + err + mount.output()
+        got = json.loads(out.strip().splitlines()[-1])
+        assert got["pkts"] == n, got
+        assert got.get("lost", 0) == got.get("dup", 0) == got.get("ooo", 0) == got.get("corrupt", 0) == 0, got
+    after = _settled(mount)
+    assert {k: p["used"] for k, p in after["pools"].items()} == {k: p["used"] for k, p in before["pools"].items()}
+    assert after["answered_in_c"] - before["answered_in_c"] > 0

@@ -5,6 +5,7 @@ must end byte for byte the same.  Also: which bindings get hooks, that a
 busy ring is skipped, and that unbinding removes them."""
 
 import os
+import platform
 import select
 import threading
 import time
@@ -20,6 +21,8 @@ from nmfuse.dev.hooks import RequestHooks
 from nmfuse.dev.hooks import ffi as hooks_ffi
 from nmfuse.dev.hooks import lib as hooks_lib
 from tests.netmap.conftest import CALLER
+
+SYS_WRITE = 1   # x86-64
 
 GEOMETRY = {"nr_tx_rings": 2, "nr_rx_rings": 2, "nr_tx_slots": 8, "nr_rx_slots": 8}
 
@@ -386,6 +389,54 @@ def test_a_pipe_sender_waiting_for_room_on_another_cpu_is_woken_before_the_relea
         assert (rx.head, rx.tail) == (0, 7), "the bad release was refused: the ring reinit, nothing moved"
         assert h.core.fast_hooks.notified == 1, "the sender was woken before the released slots were checked"
         assert c_poll(h, a, select.POLLOUT) == 0
+
+
+def writing_to(thread, fd):
+    """Whether the thread is in write(2) on fd (here: held by a full pipe)."""
+    with open(f"/proc/self/task/{thread.native_id}/syscall") as f:
+        call = f.read().split()
+    return call[:2] == [str(SYS_WRITE), hex(fd)]
+
+
+@two_cpus
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="reads the x86-64 number of write(2) in /proc")
+def test_a_pipe_peer_that_looks_before_the_slots_arrive_is_woken_again_after_them(hooked, c_pipes):
+    # The early wake-up is held in a full notification pipe, so that the
+    # receiver polls (and waits again) between the wake-up and the move.
+    h = hooked
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    r, w = os.pipe()
+    h.core.fast_hooks.set_notify_fd(w)
+    try:
+        (a, tx), (b, _) = pipe(h, "again")
+        assert on_cpu(cpus[1], c_poll, h, b, select.POLLIN) == 0
+        os.set_blocking(w, False)
+        with pytest.raises(BlockingIOError):
+            while True:
+                os.write(w, bytes(24))
+        os.set_blocking(w, True)
+        tx.slot[0].len = 60
+        tx.head = tx.cur = 1
+        sync = threading.Thread(target=lambda: (os.sched_setaffinity(0, {cpus[0]}),
+                                                c_sync(h, a, Ioctl.NIOCTXSYNC)))
+        sync.start()
+        while not writing_to(sync, w):
+            time.sleep(0.01)
+        assert h.core.fast_hooks.notified == 0
+        assert c_poll(h, b, select.POLLIN) == 0, "the slots have not moved: the receiver waits again"
+        os.set_blocking(r, False)
+        while sync.is_alive():
+            try:
+                os.read(r, 65536)
+            except BlockingIOError:
+                time.sleep(0.01)
+        sync.join()
+        assert h.core.fast_hooks.notified == 2, "woken early, then again after the move"
+        assert c_poll(h, b, select.POLLIN) == select.POLLIN
+    finally:
+        h.core.fast_hooks.set_notify_fd(-1)
+        os.close(r)
+        os.close(w)
 
 
 @two_cpus
