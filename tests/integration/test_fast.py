@@ -112,6 +112,20 @@ def test_syncs_answered_in_c_while_clients_come_and_die(fast_mount):
     port.close()
 
 
+def _all_arrived(mount, before, procs, n):
+    """The clients ended well, each with n frames once, in order and
+    intact; every buffer is back and the C path answered."""
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, out + err + mount.output()
+        got = json.loads(out.strip().splitlines()[-1])
+        assert got["pkts"] == n, got
+        assert got.get("lost", 0) == got.get("dup", 0) == got.get("ooo", 0) == got.get("corrupt", 0) == 0, got
+    after = _settled(mount)
+    assert {k: p["used"] for k, p in after["pools"].items()} == {k: p["used"] for k, p in before["pools"].items()}
+    assert after["answered_in_c"] - before["answered_in_c"] > 0
+
+
 def test_pipes_in_c_between_processes_lose_and_hang_nothing(fast_mount):
     # Four pipes at once, senders and receivers waiting in poll: the C path
     # syncs them and writes the wake-ups; every frame arrives, in order.
@@ -125,15 +139,7 @@ def test_pipes_in_c_between_processes_lose_and_hang_nothing(fast_mount):
     sends = [subprocess.Popen([client("nm-send"), "-i", f"netmap:fp{i}{{1", "-n", str(n), "-w", "poll", "-j"],
                               env=mount.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(4)]
-    for p in sends + recvs:
-        out, err = p.communicate(timeout=300)
-        assert p.returncode == 0, out + err + mount.output()
-        got = json.loads(out.strip().splitlines()[-1])
-        assert got["pkts"] == n, got
-        assert got.get("lost", 0) == got.get("dup", 0) == got.get("ooo", 0) == got.get("corrupt", 0) == 0, got
-    after = _settled(mount)
-    assert {k: p["used"] for k, p in after["pools"].items()} == {k: p["used"] for k, p in before["pools"].items()}
-    assert after["answered_in_c"] - before["answered_in_c"] > 0
+    _all_arrived(mount, before, sends + recvs, n)
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
@@ -157,12 +163,4 @@ def test_ring_sized_batches_between_two_cpus_lose_and_hang_nothing(fast_mount):
     send = subprocess.Popen([client("nm-send"), "-i", "netmap:turns{1", "-n", str(n), "-b", "1023", "-w", "poll",
                              "-j"], env=mount.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=on(cpus[0]))
-    for p in (send, recv):
-        out, err = p.communicate(timeout=300)
-        assert p.returncode == 0, out + err + mount.output()
-        got = json.loads(out.strip().splitlines()[-1])
-        assert got["pkts"] == n, got
-        assert got.get("lost", 0) == got.get("dup", 0) == got.get("ooo", 0) == got.get("corrupt", 0) == 0, got
-    after = _settled(mount)
-    assert {k: p["used"] for k, p in after["pools"].items()} == {k: p["used"] for k, p in before["pools"].items()}
-    assert after["answered_in_c"] - before["answered_in_c"] > 0
+    _all_arrived(mount, before, (send, recv), n)

@@ -350,21 +350,27 @@ def on_cpu(cpu, fn, *args):
     return got[0]
 
 
-two_cpus = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+CPUS = sorted(os.sched_getaffinity(0))[:2]
+two_cpus = pytest.mark.skipif(len(CPUS) < 2, reason="needs two CPUs")
+
+
+def receiver_waiting_on_cpu1(h, name):
+    """A C pipe whose receiver waits in a C poll served on CPUS[1]."""
+    (a, tx), (b, _) = pipe(h, name)
+    assert on_cpu(CPUS[1], c_poll, h, b, select.POLLIN) == 0
+    return (a, tx), b
 
 
 @two_cpus
 @pytest.mark.parametrize("same_cpu", [False, True])
 def test_a_pipe_peer_polling_on_another_cpu_is_woken_before_the_slots_are_checked(hooked, c_pipes, same_cpu):
     h = hooked
-    cpus = sorted(os.sched_getaffinity(0))[:2]
     with wakeups(h):
-        (a, tx), (b, _) = pipe(h, "early" + str(same_cpu))
-        assert on_cpu(cpus[1], c_poll, h, b, select.POLLIN) == 0           # the receiver waits
+        (a, tx), b = receiver_waiting_on_cpu1(h, "early" + str(same_cpu))
         tx.slot[0].buf_idx = 10**7                                          # a batch the check refuses
         tx.slot[0].len = 60
         tx.head = tx.cur = 1
-        assert on_cpu(cpus[1] if same_cpu else cpus[0], c_sync, h, a, Ioctl.NIOCTXSYNC) == 0
+        assert on_cpu(CPUS[1] if same_cpu else CPUS[0], c_sync, h, a, Ioctl.NIOCTXSYNC) == 0
         assert (tx.head, tx.tail) == (0, 7), "the bad batch was refused: the ring reinit, nothing moved"
         assert h.core.fast_hooks.notified == (0 if same_cpu else 1), \
             "across CPUs the wake-up goes first (spurious for a ring that is then reinit); on one CPU only after a move"
@@ -374,7 +380,6 @@ def test_a_pipe_peer_polling_on_another_cpu_is_woken_before_the_slots_are_checke
 @two_cpus
 def test_a_pipe_sender_waiting_for_room_on_another_cpu_is_woken_before_the_release(hooked, c_pipes):
     h = hooked
-    cpus = sorted(os.sched_getaffinity(0))[:2]
     with wakeups(h):
         (a, tx), (b, rx) = pipe(h, "room")
         for i in range(7):
@@ -382,10 +387,10 @@ def test_a_pipe_sender_waiting_for_room_on_another_cpu_is_woken_before_the_relea
         tx.head = tx.cur = 7
         assert c_sync(h, a, Ioctl.NIOCTXSYNC) == 0 and c_sync(h, b, Ioctl.NIOCRXSYNC) == 0
         assert rx.tail == 7
-        assert on_cpu(cpus[1], c_poll, h, a, select.POLLOUT) == 0          # the ring is full: the sender waits
+        assert on_cpu(CPUS[1], c_poll, h, a, select.POLLOUT) == 0          # the ring is full: the sender waits
         rx.slot[0].buf_idx = 10**7                                          # a release the check refuses
         rx.head = rx.cur = 1
-        assert on_cpu(cpus[0], c_sync, h, b, Ioctl.NIOCRXSYNC) == 0
+        assert on_cpu(CPUS[0], c_sync, h, b, Ioctl.NIOCRXSYNC) == 0
         assert (rx.head, rx.tail) == (0, 7), "the bad release was refused: the ring reinit, nothing moved"
         assert h.core.fast_hooks.notified == 1, "the sender was woken before the released slots were checked"
         assert c_poll(h, a, select.POLLOUT) == 0
@@ -404,12 +409,10 @@ def test_a_pipe_peer_that_looks_before_the_slots_arrive_is_woken_again_after_the
     # The early wake-up is held in a full notification pipe, so that the
     # receiver polls (and waits again) between the wake-up and the move.
     h = hooked
-    cpus = sorted(os.sched_getaffinity(0))[:2]
     r, w = os.pipe()
     h.core.fast_hooks.set_notify_fd(w)
     try:
-        (a, tx), (b, _) = pipe(h, "again")
-        assert on_cpu(cpus[1], c_poll, h, b, select.POLLIN) == 0
+        (a, tx), b = receiver_waiting_on_cpu1(h, "again")
         os.set_blocking(w, False)
         with pytest.raises(BlockingIOError):
             while True:
@@ -417,7 +420,7 @@ def test_a_pipe_peer_that_looks_before_the_slots_arrive_is_woken_again_after_the
         os.set_blocking(w, True)
         tx.slot[0].len = 60
         tx.head = tx.cur = 1
-        sync = threading.Thread(target=lambda: (os.sched_setaffinity(0, {cpus[0]}),
+        sync = threading.Thread(target=lambda: (os.sched_setaffinity(0, {CPUS[0]}),
                                                 c_sync(h, a, Ioctl.NIOCTXSYNC)))
         sync.start()
         while not writing_to(sync, w):
@@ -442,13 +445,11 @@ def test_a_pipe_peer_that_looks_before_the_slots_arrive_is_woken_again_after_the
 @two_cpus
 def test_a_pipe_peer_woken_early_is_not_woken_twice_for_one_batch(hooked, c_pipes):
     h = hooked
-    cpus = sorted(os.sched_getaffinity(0))[:2]
     with wakeups(h):
-        (a, tx), (b, _) = pipe(h, "once")
-        assert on_cpu(cpus[1], c_poll, h, b, select.POLLIN) == 0
+        (a, tx), b = receiver_waiting_on_cpu1(h, "once")
         tx.slot[0].len = 60
         tx.head = tx.cur = 1
-        assert on_cpu(cpus[0], c_sync, h, a, Ioctl.NIOCTXSYNC) == 0
+        assert on_cpu(CPUS[0], c_sync, h, a, Ioctl.NIOCTXSYNC) == 0
         assert h.core.fast_hooks.notified == 1
         assert c_poll(h, b, select.POLLIN) == select.POLLIN
 
