@@ -39,6 +39,18 @@ served the same way.  Each section runs for each transport:
   which a round trip served on the caller's CPU (io_uring) never pays.
   The floor is mounted beside the daemon and each unpinned run follows a
   turns run; batch 1023 takes the medians of three such pairs.
+  ``..._unpinned_batch_1023_busy`` runs the same clients busy-waiting
+  (nm-send/nm-recv -w ioctl: NIOCTXSYNC/NIOCRXSYNC and sched_yield in a
+  loop, as a netmap program that never sleeps), beside the floor's turns
+  taken the same way (turns -b: polls that do not wait): no wake-ups, so
+  what is left of a turn is its syncs and the frames' work.  Even then a
+  ring-sized batch cannot overlap the two sides: the sender's hand-over,
+  the receiver's sync that sees it, its release and the sender's sync that
+  sees the room follow one another, each side's next sync starting at a
+  random point of its loop, so a batch costs about three round trips plus
+  the frames' work, and the first ceiling (two round trips) is out of reach
+  for any server whose round trip is short: the floor's busy turns show
+  how far.
 * N clients on N pipes at once (N = 1, 2, 8, 64; bench/pipe-clients.c):
   aggregate frames/s and syncs/s, per-sync latency (median of the
   clients' medians, the worst client's 99th percentile and its ratio to
@@ -92,10 +104,14 @@ def sync_rtt(device, cpu, port=None, n=100000):
     return last_json(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
 
 
-def pipe_pps(device, batch, count, name, cpu=None, framed=False):
-    """One pipe run; ``framed``: every frame built and read (else pkt-gen's way, -z)."""
+PIPE_STYLES = {  # clients' options: pkt-gen's way (-z), every frame built and read, busy-waiting
+    "": ["-z"], "framed": [], "busy": ["-z", "-w", "ioctl"]}
+
+
+def pipe_pps(device, batch, count, name, cpu=None, style=""):
+    """One pipe run, the clients run in one of PIPE_STYLES."""
     env = {**os.environ, "NETMAP_DEVICE": device}
-    style = [] if framed else ["-z"]
+    style = PIPE_STYLES[style]
     recv = subprocess.Popen([str(CLIENTS / "nm-recv"), "-i", f"netmap:{name}}}1", "-n", str(count), *style, "-j"],
                             env=env, stdout=subprocess.PIPE, text=True, preexec_fn=pinned(cpu))
     time.sleep(0.3)
@@ -108,8 +124,8 @@ def pipe_pps(device, batch, count, name, cpu=None, framed=False):
     return last_json(out)
 
 
-def turns(floor_file, n=20000):
-    return last_json(subprocess.run([str(BIN / "turns"), "-n", str(n), floor_file],
+def turns(floor_file, n=20000, busy=False):
+    return last_json(subprocess.run([str(BIN / "turns"), "-n", str(n), *(["-b"] if busy else []), floor_file],
                                     capture_output=True, text=True, check=True).stdout)
 
 
@@ -156,8 +172,8 @@ def rtt_section(tmp, transports):
 
 def pipe_section(tmp, transports, floors, packets):
     results = {}
-    runs = ((1, 200_000, False), (32, 2_000_000, False), (256, packets, False), (1023, packets, False),
-            (1023, packets, True))
+    runs = ((1, 200_000, ""), (32, 2_000_000, ""), (256, packets, ""), (1023, packets, ""),
+            (1023, packets, "framed"), (1023, packets, "busy"))
     for name in transports:
         nm_opts, floor_opts = TRANSPORTS[name]
         for label, cpu in (("pinned", 0), ("unpinned", None)):
@@ -166,16 +182,18 @@ def pipe_section(tmp, transports, floors, packets):
             nm = None
             try:
                 nm = start_daemon(f"{tmp}/netmap", cpu, nm_opts)
-                for batch, count, framed in runs:
-                    suffix = "_framed" if framed else ""
+                for batch, count, style in runs:
+                    if style == "busy" and cpu is not None:
+                        continue  # busy clients on the daemon's one CPU only measure the scheduler
+                    suffix = f"_{style}" if style else ""
                     # the ring-sized unpinned runs are the turn-taking ones: alternate them with
                     # the floor's turns, so that both see the same host
-                    rounds = PIPE_TURN_ROUNDS if floor and batch == 1023 else 1
+                    rounds = PIPE_TURN_ROUNDS if floor and batch == 1023 and style != "framed" else 1
                     pps, cycles = [], []
                     for i in range(rounds):
                         if floor:
-                            cycles.append(turns(f"{tmp}/floor")["median_us"])
-                        r = pipe_pps(f"{tmp}/netmap", batch, count, f"b{batch}{label[0]}{suffix}{i}", cpu, framed)
+                            cycles.append(turns(f"{tmp}/floor", busy=style == "busy")["median_us"])
+                        r = pipe_pps(f"{tmp}/netmap", batch, count, f"b{batch}{label[0]}{suffix}{i}", cpu, style)
                         pps.append(r.get("pps", 0))
                     row = {"pps": statistics.median(pps)}
                     if floor_rtt:

@@ -2,13 +2,16 @@
  * turns: two processes taking turns through the fuse-floor server, as the
  * sender and the receiver of a pipe do when a batch fills the ring.
  *
- *     turns [-n 20000] [-c cpu] [-C cpu] FLOOR_FILE
+ *     turns [-n 20000] [-c cpu] [-C cpu] [-b] FLOOR_FILE
  *
  * Opens FLOOR_FILE twice (the floor pairs the two files: see
  * bench/fuse-floor.c), then one process per file polls for POLLIN in a
  * loop: each poll hands the turn over, waits for it to come back and is
  * woken by the other's poll.  -c pins the first process, -C the second
- * (default: where the scheduler puts them).  One cycle is a turn of each;
+ * (default: where the scheduler puts them).  -b: busy-waiting, as a netmap
+ * program that never sleeps (nm-recv -w ioctl): polls that do not wait
+ * (timeout 0) and sched_yield in a loop, so the turn costs its polls and
+ * no wake-up.  One cycle is a turn of each;
  * after a warm-up it times n cycles in batches of 1000 and prints, over
  * the per-batch averages, the median, 10th and 90th percentile of the
  * cycle in microseconds as one JSON line.  A pipe moving one ring-sized
@@ -27,7 +30,7 @@
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: turns [-n 20000] [-c cpu] [-C cpu] FLOOR_FILE\n");
+    fprintf(stderr, "usage: turns [-n 20000] [-c cpu] [-C cpu] [-b] FLOOR_FILE\n");
     exit(2);
 }
 
@@ -39,18 +42,22 @@ static void pin(int cpu)
     }
 }
 
+static int busy;                /* -b */
+
 /* Wait for the turn; 0, or -1 on an error from poll or the file. */
 static int turn(int fd)
 {
     struct pollfd pfd = {fd, POLLIN, 0};
 
     for (;;) {
-        int rv = poll(&pfd, 1, 1000);
+        int rv = poll(&pfd, 1, busy ? 0 : 1000);
 
         if (rv < 0 && errno != EINTR)
             return -1;
         if (rv > 0)
             return pfd.revents & POLLIN ? 0 : -1;
+        if (busy)
+            sched_yield();
     }
 }
 
@@ -61,11 +68,12 @@ int main(int argc, char **argv)
     double *us;
     pid_t other;
 
-    while ((opt = getopt(argc, argv, "n:c:C:h")) != -1) {
+    while ((opt = getopt(argc, argv, "n:c:C:bh")) != -1) {
         switch (opt) {
         case 'n': n = strtol(optarg, NULL, 0); break;
         case 'c': cpu_a = atoi(optarg); break;
         case 'C': cpu_b = atoi(optarg); break;
+        case 'b': busy = 1; break;
         default: usage();
         }
     }
@@ -110,10 +118,11 @@ int main(int argc, char **argv)
         return 1;
     }
     qsort(us, (size_t)nbatches, sizeof(double), cmp_double);
-    printf("{\"cycles\":%ld,\"median_us\":%.3f,\"p10_us\":%.3f,\"p90_us\":%.3f,\"cpu_a\":%d,\"cpu_b\":%d}\n",
+    printf("{\"cycles\":%ld,\"median_us\":%.3f,\"p10_us\":%.3f,\"p90_us\":%.3f,\"cpu_a\":%d,\"cpu_b\":%d,"
+           "\"busy\":%s}\n",
            nbatches * BATCH, percentile(us, nbatches, 0.5), percentile(us, nbatches, 0.1),
            percentile(us, nbatches, 0.9),
-           cpu_a, cpu_b);
+           cpu_a, cpu_b, busy ? "true" : "false");
     free(us);
     return 0;
 }
