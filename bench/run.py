@@ -111,12 +111,12 @@ PIPE_STYLES = {  # clients' options: pkt-gen's way (-z), every frame built and r
 def pipe_pps(device, batch, count, name, cpu=None, style=""):
     """One pipe run, the clients run in one of PIPE_STYLES."""
     env = {**os.environ, "NETMAP_DEVICE": device}
-    style = PIPE_STYLES[style]
-    recv = subprocess.Popen([str(CLIENTS / "nm-recv"), "-i", f"netmap:{name}}}1", "-n", str(count), *style, "-j"],
+    opts = PIPE_STYLES[style]
+    recv = subprocess.Popen([str(CLIENTS / "nm-recv"), "-i", f"netmap:{name}}}1", "-n", str(count), *opts, "-j"],
                             env=env, stdout=subprocess.PIPE, text=True, preexec_fn=pinned(cpu))
     time.sleep(0.3)
     send = subprocess.run([str(CLIENTS / "nm-send"), "-i", f"netmap:{name}{{1", "-n", str(count),
-                           "-s", "60", "-b", str(batch), *style, "-j"], env=env, capture_output=True, text=True,
+                           "-s", "60", "-b", str(batch), *opts, "-j"], env=env, capture_output=True, text=True,
                           preexec_fn=pinned(cpu))
     out, _ = recv.communicate(timeout=600)
     if send.returncode or recv.returncode:
@@ -188,7 +188,7 @@ def pipe_section(tmp, transports, floors, packets):
                     suffix = f"_{style}" if style else ""
                     # the ring-sized unpinned runs are the turn-taking ones: alternate them with
                     # the floor's turns, so that both see the same host
-                    rounds = PIPE_TURN_ROUNDS if floor and batch == 1023 and style != "framed" else 1
+                    rounds = PIPE_TURN_ROUNDS if floor and batch == 1023 else 1
                     pps, cycles = [], []
                     for i in range(rounds):
                         if floor:
