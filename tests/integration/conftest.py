@@ -76,6 +76,18 @@ class Mount:
                              capture_output=True, text=True, check=True).stdout
         return json.loads(out)
 
+    def settled(self, check=None, timeout: float = 20) -> dict:
+        """The status once ``check(status)`` holds (by default: no port and no
+        open file left; a release is served after its client is gone), or the
+        last one seen."""
+        check = check or (lambda s: not s["ports"] and s["open_files"] == 0)
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status()
+            if check(status) or time.monotonic() > deadline:
+                return status
+            time.sleep(0.1)
+
     def run(self, *cmd, timeout=120, check=True, **kw):
         res = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=timeout, **kw)
         if check and res.returncode != 0:
@@ -99,10 +111,48 @@ class Mount:
         return self.proc.returncode
 
 
+def python_clients(mount: Mount, template: str, count: int, rounds: int, tag: str) -> list:
+    """``count`` Python clients running ``template`` (formatted with the
+    project's root and the device; argv: a port tag and ``rounds``), each
+    past its "ready" line."""
+    code = template.format(root=os.getcwd(), device=mount.path)
+    procs = [subprocess.Popen([sys.executable, "-c", code, f"{tag}{i}", str(rounds)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(count)]
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready"
+    return procs
+
+
+def stop_cleanly(m: Mount) -> None:
+    """SIGTERM: the daemon unmounts and exits 0."""
+    code = m.stop()
+    assert not _mounted(m.path), "unmounted after SIGTERM"
+    assert code == 0, m.output()
+
+
+def uring_served(path: str, *args: str) -> Mount:
+    """`nmfuse mount --uring` once its queues have registered (they do in the
+    background); a fall-back to /dev/fuse fails the test."""
+    m = Mount(path, "--buf-num", "32768", "--uring", *args)
+    deadline = time.monotonic() + 20
+    while m.status()["workers"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    transport = m.status()["transport"]
+    if transport != "io_uring":
+        m.stop()  # not left mounted by a failed set-up
+        pytest.fail(f"asked for io_uring, served through {transport}: {m.output()}")
+    return m
+
+
 @pytest.fixture
 def mount(tmp_path):
     m = Mount(str(tmp_path / "netmap"), "--buf-num", "32768")
     yield m
-    code = m.stop()
-    assert not _mounted(m.path), "unmounted after SIGTERM"
-    assert code == 0, m.output()
+    stop_cleanly(m)
+
+
+@pytest.fixture
+def uring_mount(tmp_path, uring_enabled):
+    m = uring_served(str(tmp_path / "netmap"))
+    yield m
+    stop_cleanly(m)

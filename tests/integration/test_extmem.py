@@ -9,7 +9,6 @@ import mmap
 import os
 import signal
 import subprocess
-import time
 
 import cffi
 import pytest
@@ -32,17 +31,6 @@ def _hugepages_free() -> int:
     with open("/proc/meminfo") as f:
         fields = dict(line.split(":", 1) for line in f)
     return int(fields["HugePages_Free"].split()[0])
-
-
-def _settled(mount, check, timeout=10.0) -> dict:
-    """The daemon's status once ``check(status)`` holds (a release is
-    served after the client is gone), or the last one seen."""
-    deadline = time.monotonic() + timeout
-    while True:
-        status = mount.status()
-        if check(status) or time.monotonic() > deadline:
-            return status
-        time.sleep(0.1)
 
 
 def _no_leak(status, bufs_before) -> bool:
@@ -69,7 +57,7 @@ def test_example_moves_frames_through_pipe_and_vale_in_its_memory(mount, tmp_pat
     assert got["priv_mem"] == 1
     for flow in ("pipe", "a_to_b", "a_to_g", "g_to_a", "g_to_b"):
         assert got[flow] == {"sent": 20000, "received": 20000, "bad": 0}
-    assert _no_leak(_settled(mount, lambda s: _no_leak(s, before)), before)
+    assert _no_leak(mount.settled(lambda s: _no_leak(s, before), timeout=10), before)
 
 
 @pytest.mark.parametrize("args, code", [(["-m", "private"], errno.EFAULT), (["-o", "100"], errno.EINVAL)])
@@ -150,7 +138,7 @@ def test_two_processes_share_one_region_and_it_goes_with_the_last_port(mount):
     for end in said + hold:
         os.close(end)
     os.close(fd)
-    assert _settled(mount, lambda s: s["external_memory"] == [])["external_memory"] == []
+    assert mount.settled(lambda s: s["external_memory"] == [], timeout=10)["external_memory"] == []
     _libc.munmap(_ffi.cast("void *", region), 16 * MIB)
     os.close(memfd)
 
@@ -168,7 +156,7 @@ def test_a_killed_client_leaks_nothing(mount):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    assert _no_leak(_settled(mount, lambda s: _no_leak(s, before)), before)
+    assert _no_leak(mount.settled(lambda s: _no_leak(s, before), timeout=10), before)
     # and the daemon keeps serving: a fresh client gets the id after the last one
     res = mount.run(client("nm-extmem"), "-t", "pipe", "-n", "1000", "-p", "killp")
     assert _json(res.stdout)["pipe_mem_id"] == [3, 3]
@@ -184,7 +172,7 @@ def test_a_client_that_truncates_its_memory_does_not_bring_the_daemon_down(mount
     fcntl.ioctl(fd, Ioctl.NIOCTXSYNC)  # the daemon reads the ring there: a zero page now
     fcntl.ioctl(fd, Ioctl.NIOCRXSYNC)
     os.close(fd)
-    assert _settled(mount, lambda s: s["external_memory"] == [])["external_memory"] == []
+    assert mount.settled(lambda s: s["external_memory"] == [], timeout=10)["external_memory"] == []
     res = mount.run(client("nm-extmem"), "-t", "pipe", "-n", "1000", "-p", "cutq")
     assert _json(res.stdout)["ok"] is True and mount.proc.poll() is None
     _libc.munmap(_ffi.cast("void *", region), 16 * MIB)

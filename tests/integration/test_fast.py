@@ -9,13 +9,12 @@ import os
 import select
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
 from nmfuse.abi.netmap import RegMode
-from tests.integration.conftest import Mount, _mounted, client
+from tests.integration.conftest import Mount, client, python_clients, stop_cleanly, uring_served
 from tests.integration.pyclient import Port
 
 # One client: binds a null port with rings, moves head/cur around them with
@@ -47,49 +46,23 @@ for r in range(rounds):
 """
 
 
-def _clients(mount, count, rounds, tag):
-    code = CLIENT.format(root=os.getcwd(), device=mount.path)
-    procs = [subprocess.Popen([sys.executable, "-c", code, f"{tag}{i}", str(rounds)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for i in range(count)]
-    for p in procs:
-        assert p.stdout.readline().strip() == "ready"
-    return procs
-
-
-def _settled(mount, timeout=20):
-    deadline = time.monotonic() + timeout
-    while True:
-        status = mount.status()
-        if (not status["ports"] and status["open_files"] == 0) or time.monotonic() > deadline:
-            return status
-        time.sleep(0.1)
-
-
 @pytest.fixture(params=[["--workers", "1"], ["--workers", "4"], ["--uring"]],
                 ids=["one-reader", "cloned-readers", "io_uring"])
 def fast_mount(request, tmp_path):
     if request.param == ["--uring"]:
         request.getfixturevalue("uring_enabled")
-    m = Mount(str(tmp_path / "netmap"), "--buf-num", "32768", *request.param)
-    if request.param == ["--uring"]:
-        deadline = time.monotonic() + 20
-        while m.status()["workers"] < 2 and time.monotonic() < deadline:  # queues register in the background
-            time.sleep(0.05)
-        transport = m.status()["transport"]
-        if transport != "io_uring":
-            m.stop()  # not left mounted by a failed set-up
-            pytest.fail(f"asked for io_uring, served through {transport}: {m.output()}")
+        m = uring_served(str(tmp_path / "netmap"))
+    else:
+        m = Mount(str(tmp_path / "netmap"), "--buf-num", "32768", *request.param)
     yield m
-    code = m.stop()
-    assert not _mounted(m.path)
-    assert code == 0, m.output()
+    stop_cleanly(m)
 
 
 def test_syncs_answered_in_c_while_clients_come_and_die(fast_mount):
     mount = fast_mount
     before = mount.status()
-    survivors = _clients(mount, 6, 5, "ok")
-    victims = _clients(mount, 4, 10_000, "dead")
+    survivors = python_clients(mount, CLIENT, 6, 5, "ok")
+    victims = python_clients(mount, CLIENT, 4, 10_000, "dead")
     time.sleep(0.5)
     for p in victims:  # killed in the middle of their syncs and registrations
         p.send_signal(signal.SIGKILL)
@@ -98,7 +71,7 @@ def test_syncs_answered_in_c_while_clients_come_and_die(fast_mount):
         assert p.returncode == 0, err
     for p in victims:
         p.wait()
-    after = _settled(mount)
+    after = mount.settled()
     assert after["ports"] == [] and after["open_files"] == 0, after
     assert {n: p["used"] for n, p in after["pools"].items()} == \
         {n: p["used"] for n, p in before["pools"].items()}, "every buffer, ring and netmap_if came back"
@@ -121,7 +94,7 @@ def _all_arrived(mount, before, procs, n):
         got = json.loads(out.strip().splitlines()[-1])
         assert got["pkts"] == n, got
         assert got.get("lost", 0) == got.get("dup", 0) == got.get("ooo", 0) == got.get("corrupt", 0) == 0, got
-    after = _settled(mount)
+    after = mount.settled()
     assert {k: p["used"] for k, p in after["pools"].items()} == {k: p["used"] for k, p in before["pools"].items()}
     assert after["answered_in_c"] - before["answered_in_c"] > 0
 

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.integration.conftest import Mount, _mounted, client
+from tests.integration.conftest import client
 
 FRAMES = 1_000_000
 
@@ -114,18 +114,6 @@ def test_a_killed_programs_loop_ends_and_its_port_goes(mount, tmp_path):
         assert time.monotonic() < deadline, mount.status()
         time.sleep(0.05)
     _kloop(mount, "ka", "-n", "10000")  # still serving
-
-
-@pytest.fixture
-def uring_mount(tmp_path, uring_enabled):
-    m = Mount(str(tmp_path / "netmap"), "--buf-num", "32768", "--uring")
-    deadline = time.monotonic() + 20
-    while m.status()["workers"] < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield m
-    code = m.stop()
-    assert not _mounted(m.path)
-    assert code == 0, m.output()
 
 
 def test_kloops_over_io_uring(uring_mount):

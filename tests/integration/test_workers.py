@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.integration.conftest import Mount, _mounted, client
+from tests.integration.conftest import Mount, client, python_clients, stop_cleanly
 from tests.integration.pyclient import Port
 from nmfuse.abi.netmap import RegMode
 
@@ -42,29 +42,11 @@ for r in range(rounds):
 """
 
 
-def _churners(mount, count, rounds, tag):
-    code = CHURN.format(root=os.getcwd(), device=mount.path)
-    procs = [subprocess.Popen([sys.executable, "-c", code, f"{tag}{i}", str(rounds)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for i in range(count)]
-    for p in procs:
-        assert p.stdout.readline().strip() == "ready"
-    return procs
-
-
-def _settled(mount, timeout=20):
-    deadline = time.monotonic() + timeout
-    while True:
-        status = mount.status()
-        if (not status["ports"] and status["open_files"] == 0) or time.monotonic() > deadline:
-            return status
-        time.sleep(0.1)
-
-
 def _everything_at_once(mount):
     before = mount.status()
     before_bufs = before["pools"]["buf"]["used"]
-    survivors = _churners(mount, 6, 15, "ok")
-    victims = _churners(mount, 4, 1000, "dead")
+    survivors = python_clients(mount, CHURN, 6, 15, "ok")
+    victims = python_clients(mount, CHURN, 4, 1000, "dead")
     env = mount.env
     # VALE traffic between two ports while persistent ports attach and detach
     recv = subprocess.Popen([client("nm-recv"), "-i", "netmap:vale13:b", "-n", "0"], env=env,
@@ -86,7 +68,7 @@ def _everything_at_once(mount):
         p.kill()
         p.wait()
     mount.run(*vale, "-r", "p13")
-    after = _settled(mount)
+    after = mount.settled()
     assert after["ports"] == [] and after["open_files"] == 0, after
     assert after["pools"]["buf"]["used"] == before_bufs, "every buffer came back"
     assert {n: p["used"] for n, p in after["pools"].items()} == \
@@ -101,9 +83,7 @@ def _everything_at_once(mount):
 def workers_mount(tmp_path):
     m = Mount(str(tmp_path / "netmap"), "--buf-num", "32768", "--workers", "4")
     yield m
-    code = m.stop()
-    assert not _mounted(m.path)
-    assert code == 0, m.output()
+    stop_cleanly(m)
 
 
 def test_cloned_workers_share_the_load_and_lose_nothing(workers_mount):
@@ -117,18 +97,6 @@ def test_cloned_workers_share_the_load_and_lose_nothing(workers_mount):
 
 def test_default_is_one_worker_per_cpu(mount):
     assert mount.status()["workers"] == len(os.sched_getaffinity(0))
-
-
-@pytest.fixture
-def uring_mount(tmp_path, uring_enabled):
-    m = Mount(str(tmp_path / "netmap"), "--buf-num", "32768", "--uring")
-    deadline = time.monotonic() + 20
-    while m.status()["workers"] < 2 and time.monotonic() < deadline:  # the queues register in the background
-        time.sleep(0.05)
-    yield m
-    code = m.stop()
-    assert not _mounted(m.path)
-    assert code == 0, m.output()
 
 
 def test_io_uring_queues_serve_everything_at_once_and_lose_nothing(uring_mount):
