@@ -11,6 +11,17 @@ CLIENTS := $(patsubst clients/%.c,clients/bin/%,$(CLIENT_SRCS))
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(patsubst bench/%.c,bench/bin/%,$(BENCH_SRCS))
 
+# A distribution's own Python refuses pip installs (PEP 668: it is "externally
+# managed"); nmfuse then gets a virtual environment of its own, .venv, and its
+# command a link in /usr/local/bin, so that `nmfuse` works as it does elsewhere.
+EXTERNALLY_MANAGED := $(shell $(PY) -c 'import os, sysconfig; \
+    print(int(os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED"))))' 2>/dev/null)
+ifeq ($(EXTERNALLY_MANAGED),1)
+BASE_PY := $(PY)
+VENV := .venv
+override PY := $(VENV)/bin/python3
+endif
+
 .PHONY: all install clients bench-bins test unit mount bench clean
 
 all: install clients
@@ -22,10 +33,22 @@ all: install clients
 # would hide every later build.
 install: .installed
 .installed: pyproject.toml setup.py nmfuse/helper_build.py nmfuse/abi/netmap_build.py nmfuse/uring_build.py \
-            $(wildcard nmfuse/csrc/*.[ch]) $(ABI_H)
+            $(wildcard nmfuse/csrc/*.[ch]) $(ABI_H) $(if $(VENV),$(PY))
+	@$(PY) -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_path("include"), "Python.h")))' \
+	    || { echo "nmfuse: Python.h is missing (the C helper is built against it): install python3-dev" >&2; exit 1; }
 	rm -f nmfuse/_helper.*.so nmfuse/_uring.*.so nmfuse/abi/_netmap.*.so
 	$(PY) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -e '.[test]'
+ifdef VENV
+	ln -sf $(CURDIR)/$(VENV)/bin/nmfuse /usr/local/bin/nmfuse \
+	    || echo "nmfuse: the command is $(VENV)/bin/nmfuse (no link in /usr/local/bin)" >&2
+endif
 	touch $@
+
+ifdef VENV
+$(PY):
+	$(BASE_PY) -m venv $(VENV) \
+	    || { rm -rf $(VENV); echo "nmfuse: $(BASE_PY) cannot make a virtual environment: install python3-venv" >&2; exit 1; }
+endif
 
 clients: $(CLIENTS)
 clients/bin/%: clients/%.c $(wildcard clients/*.h) $(ABI_H)
