@@ -130,10 +130,10 @@ def stop_cleanly(m: Mount) -> None:
     assert code == 0, m.output()
 
 
-def uring_served(path: str, *args: str) -> Mount:
+def uring_served(path: str) -> Mount:
     """`nmfuse mount --uring` once its queues have registered (they do in the
     background); a fall-back to /dev/fuse fails the test."""
-    m = Mount(path, "--buf-num", "32768", "--uring", *args)
+    m = Mount(path, "--buf-num", "32768", "--uring")
     deadline = time.monotonic() + 20
     while m.status()["workers"] < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
